@@ -1,0 +1,33 @@
+"""ULMFiT transfer learning for text in three lines: an AWD-LSTM, a callback-driven Learner, STLR and gradual unfreezing."""
+__version__ = "0.1.0"
+
+from .callback import (EVENTS, Callback, CallbackError, CancelBatch, CancelEpoch, CancelFit, CancelTrain,
+                       CancelValidate)
+from .callbacks import (CheckpointCallback, CSVLogger, EarlyStoppingCallback, GradientClip, ProgressCallback,
+                        Recorder, SaveModelCallback, TerminateOnNaN, TrackerCallback)
+from .core import DataLoaders, default_device, get_rng_state, set_rng_state, set_seed, to_detach, to_device
+from .learner import Learner, single_group
+from .metrics import AvgLoss, AvgMetric, F1Score, Metric, Perplexity, accuracy, error_rate
+from .optimizer import SGD, Adam, get_hyper, group_lrs, set_hyper
+from .schedule import (LRFinder, ParamScheduler, combine_scheds, flat_cos_lr, minimum, one_cycle_lr, one_cycle_mom,
+                       sched_cos, sched_exp, sched_lin, sched_no, sched_stlr, steep, stlr, valley)
+
+# The public names, listed by hand so that `from ulmfit_learner import *` gives exactly this list.
+__all__ = [
+    # core
+    'set_seed', 'default_device', 'to_device', 'to_detach', 'get_rng_state', 'set_rng_state', 'DataLoaders',
+    # callback contract
+    'EVENTS', 'Callback', 'CallbackError', 'CancelFit', 'CancelEpoch', 'CancelTrain', 'CancelValidate', 'CancelBatch',
+    # optimizers
+    'Adam', 'SGD', 'get_hyper', 'set_hyper', 'group_lrs',
+    # schedules and the LR finder
+    'sched_lin', 'sched_cos', 'sched_no', 'sched_exp', 'combine_scheds', 'one_cycle_lr', 'one_cycle_mom', 'stlr',
+    'sched_stlr', 'flat_cos_lr', 'ParamScheduler', 'LRFinder', 'valley', 'minimum', 'steep',
+    # metrics
+    'Metric', 'AvgMetric', 'AvgLoss', 'accuracy', 'error_rate', 'Perplexity', 'F1Score',
+    # callbacks
+    'Recorder', 'ProgressCallback', 'GradientClip', 'TerminateOnNaN', 'TrackerCallback', 'SaveModelCallback',
+    'EarlyStoppingCallback', 'CSVLogger', 'CheckpointCallback',
+    # learner
+    'Learner', 'single_group',
+]
