@@ -38,7 +38,7 @@ class Recorder(Callback):
     run_on_preds = False
 
     def __init__(self):
-        self.losses, self.lrs, self.moms, self.lrs_by_group, self.values = [], [], [], [], []
+        self._losses, self._pending, self.lrs, self.moms, self.lrs_by_group, self.values = [], [], [], [], [], []
         self.last_valid = []
         self.metric_names = ['epoch', 'train_loss', 'valid_loss', 'time']
 
@@ -47,8 +47,7 @@ class Recorder(Callback):
         self.metric_names = ['epoch', 'train_loss', 'valid_loss', *[m.name for m in learn.metrics], 'time']
 
     def before_epoch(self, learn) -> None:
-        self._start, self._train_loss = time.time(), AvgLoss()
-        self._train_loss.reset()
+        self._start, self._epoch_first, self._sizes = time.time(), len(self.losses), []
         self.last_valid = [float('nan')] * (1 + len(learn.metrics))
 
     def before_validate(self, learn) -> None:
@@ -59,20 +58,33 @@ class Recorder(Callback):
         if learn.loss is None: return
         if learn.training:
             pgs = learn.opt.param_groups
-            self.losses.append(float(learn.loss))
+            self._pending.append(learn.loss.detach())
             self.lrs.append(pgs[-1]['lr'])
             self.lrs_by_group.append([pg['lr'] for pg in pgs])
             try: self.moms.append(get_hyper(pgs[-1], 'mom'))
             except KeyError: pass
-            self._train_loss.accumulate(learn)
+            self._sizes.append(len(learn.yb[0]))
         else:
             for m in (self._valid_loss, *learn.metrics): m.accumulate(learn)
+
+    @property
+    def losses(self) -> list[float]:
+        "Training loss of every batch so far."
+        if self._pending:
+            self._losses += torch.stack(self._pending).float().cpu().tolist()
+            self._pending = []
+        return self._losses
+
+    def _train_loss(self) -> float:
+        "Mean training loss of this epoch, weighted by batch size (one device sync, here)."
+        losses = self.losses[self._epoch_first:]
+        return sum(l * n for l, n in zip(losses, self._sizes)) / sum(self._sizes) if self._sizes else float('nan')
 
     def after_validate(self, learn) -> None:
         self.last_valid = [self._valid_loss.value, *[m.value for m in learn.metrics]]
 
     def after_epoch(self, learn) -> None:
-        self.values.append([learn.epoch, self._train_loss.value, *self.last_valid, time.time() - self._start])
+        self.values.append([learn.epoch, self._train_loss(), *self.last_valid, time.time() - self._start])
 
     @property
     def history(self):
@@ -101,11 +113,12 @@ class Recorder(Callback):
         return fig
 
     def state_dict(self) -> dict:
-        return {'losses': self.losses, 'lrs': self.lrs, 'moms': self.moms, 'lrs_by_group': self.lrs_by_group,
+        return {'_losses': self.losses, 'lrs': self.lrs, 'moms': self.moms, 'lrs_by_group': self.lrs_by_group,
                 'values': self.values, 'metric_names': self.metric_names}
 
     def load_state_dict(self, state: dict) -> None:
         for k, v in state.items(): setattr(self, k, list(v))
+        self._pending = []
 
 # %% ../nbs/05_callbacks.ipynb #695de3cd
 def _in_notebook() -> bool:
@@ -156,7 +169,9 @@ class ProgressCallback(Callback):
     def after_batch(self, learn) -> None:
         if self._bar is not None:
             self._bar.update(1)
-            if learn.training and learn.loss is not None and learn.iter % 10 == 0:
+            # showing the loss syncs with the device, so at most once a second
+            if learn.training and learn.loss is not None and time.time() - self._last_log > 1:
+                self._last_log = time.time()
                 self._bar.set_postfix(loss=f'{float(learn.loss):.4f}', refresh=False)
         elif time.time() - self._last_log > self.log_every:
             self._last_log = time.time()
@@ -202,12 +217,27 @@ class TerminateOnNaN(Callback):
     "Stop the fit, with a warning that says where and what to try, when the training loss is NaN or infinite."
     order = -10
     run_on_preds = False
+
+    def __init__(self, check_every: int = 16):
+        self.check_every = check_every  # batches between checks: each check makes the CPU wait for the device
+
+    def before_train(self, learn) -> None: self._recent = []
+
     def after_batch(self, learn) -> None:
-        if learn.training and learn.loss is not None and not torch.isfinite(learn.loss).all():
-            warnings.warn(f"the training loss became {float(learn.loss)} at epoch {learn.epoch + 1}, batch {learn.iter + 1}; "
-                          "training stopped. The learning rate is probably too high: try a lower one (learn.lr_find() "
-                          "suggests one), GradientClip(), or fp32 instead of fp16.", RuntimeWarning, stacklevel=2)
-            raise CancelFit()
+        if not learn.training or learn.loss is None: return
+        self._recent.append(learn.loss.detach())
+        if len(self._recent) >= self.check_every: self._check(learn)
+
+    def after_train(self, learn) -> None: self._check(learn)
+
+    def _check(self, learn) -> None:
+        recent, self._recent = self._recent, []
+        if not recent or bool(torch.isfinite(torch.stack(recent)).all()): return
+        warnings.warn(f"the training loss became NaN or infinite (found at epoch {learn.epoch + 1}, batch {learn.iter + 1}; "
+                      f"checked every {self.check_every} batches); training stopped. The learning rate is probably too "
+                      "high: try a lower one (learn.lr_find() suggests one), GradientClip(), or fp32 instead of fp16.",
+                      RuntimeWarning, stacklevel=2)
+        raise CancelFit()
 
 # %% ../nbs/05_callbacks.ipynb #e90cfba2
 _LOWER_IS_BETTER = ('loss', 'error', 'perplexity')

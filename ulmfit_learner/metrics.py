@@ -38,10 +38,11 @@ class AvgMetric(Metric):
     def reset(self) -> None: self.total, self.count = 0., 0
     def accumulate(self, learn) -> None:
         n = _n_items(learn)
-        self.total += float(self.func(learn.pred.detach(), *[y.detach() for y in learn.yb])) * n
+        value = torch.as_tensor(self.func(learn.pred.detach(), *[y.detach() for y in learn.yb]))
+        self.total = self.total + value.float() * n  # stays on the device: no sync per batch
         self.count += n
     @property
-    def value(self) -> float: return self.total / self.count if self.count else float('nan')
+    def value(self) -> float: return float(self.total) / self.count if self.count else float('nan')
     def __repr__(self) -> str: return f'AvgMetric({self.name})'
 
 class AvgLoss(Metric):
@@ -51,10 +52,10 @@ class AvgLoss(Metric):
     def reset(self) -> None: self.total, self.count = 0., 0
     def accumulate(self, learn) -> None:
         n = _n_items(learn)
-        self.total += float(learn.loss.detach()) * n
+        self.total = self.total + learn.loss.detach().float() * n
         self.count += n
     @property
-    def value(self) -> float: return self.total / self.count if self.count else float('nan')
+    def value(self) -> float: return float(self.total) / self.count if self.count else float('nan')
 
 # %% ../nbs/04_metrics.ipynb #fe5c095c
 def accuracy(pred: torch.Tensor, targ: torch.Tensor, axis: int = -1) -> torch.Tensor:
@@ -100,7 +101,7 @@ class Perplexity(AvgLoss):
     def name(self) -> str: return 'perplexity'
     @property
     def value(self) -> float:
-        return math.exp(self.total / self.count) if self.count else float('nan')
+        return math.exp(float(self.total) / self.count) if self.count else float('nan')
 
 # %% ../nbs/04_metrics.ipynb #55114554
 def as_metric(m) -> Metric:
