@@ -57,6 +57,8 @@ if __name__ == '__main__':
     print(f'torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads')
     print(f"{'width':>6} {'bare us/batch':>14} {'Learner us/batch':>17} {'overhead us':>12} {'overhead %':>11}")
     for width in (32, 256, 1024):
-        b = statistics.median(bare(width, args.epochs) for _ in range(args.repeats)) * 1e6
-        l = statistics.median(learner(width, args.epochs) for _ in range(args.repeats)) * 1e6
+        bs, ls = [], []
+        for _ in range(args.repeats):  # interleaved, so that drifts in machine load hit both loops alike
+            bs.append(bare(width, args.epochs)); ls.append(learner(width, args.epochs))
+        b, l = statistics.median(bs) * 1e6, statistics.median(ls) * 1e6
         print(f'{width:>6} {b:>14.1f} {l:>17.1f} {l - b:>12.1f} {100 * (l - b) / b:>10.1f}%')

@@ -49,6 +49,7 @@ class Recorder(Callback):
     def before_epoch(self, learn) -> None:
         self._start, self._epoch_first, self._sizes = time.time(), len(self.losses), []
         self.last_valid = [float('nan')] * (1 + len(learn.metrics))
+        self._valid_loss = None  # set by before_validate; stays None when a callback cancels validation before it
 
     def before_validate(self, learn) -> None:
         self._valid_loss = AvgLoss()
@@ -81,6 +82,7 @@ class Recorder(Callback):
         return sum(l * n for l, n in zip(losses, self._sizes)) / sum(self._sizes) if self._sizes else float('nan')
 
     def after_validate(self, learn) -> None:
+        if getattr(self, '_valid_loss', None) is None: return  # validation was cancelled before it started: NaN
         self.last_valid = [self._valid_loss.value, *[m.value for m in learn.metrics]]
 
     def after_epoch(self, learn) -> None:

@@ -196,7 +196,7 @@ class Learner:
                 seen.add(id(p))
         missing = [n for i, n in names.items() if i not in seen]
         if missing:
-            raise ValueError(f"the splitter left {len(missing)} parameters out of every layer group (first: {missing[0]!r}); "
+            raise ValueError(f"the splitter left {len(missing)} parameter{'s' if len(missing) > 1 else ''} out of every layer group (first: {missing[0]!r}); "
                              "they would never train. Every parameter must be in exactly one group.")
         return groups
 
