@@ -23,15 +23,22 @@ def test_the_names_the_issue_promises():
                  'CancelEpoch', 'CancelTrain', 'CancelValidate', 'CancelBatch', 'ParamScheduler', 'Recorder',
                  'ProgressCallback', 'GradientClip', 'SaveModelCallback', 'EarlyStoppingCallback', 'CSVLogger',
                  'TerminateOnNaN', 'CheckpointCallback', 'Adam', 'SGD', 'valley', 'minimum', 'steep', 'stlr',
-                 'one_cycle_lr', 'sched_lin', 'sched_cos', 'sched_no', 'sched_exp', 'combine_scheds', 'set_seed']:
+                 'one_cycle_lr', 'sched_lin', 'sched_cos', 'sched_no', 'sched_exp', 'combine_scheds', 'set_seed',
+                 'TextDataLoaders', 'DataBlock', 'TextBlock', 'CategoryBlock', 'MultiCategoryBlock', 'RandomSplitter',
+                 'ColSplitter', 'GrandparentSplitter', 'Tokenizer', 'SpacyTokenizer', 'SentencePieceTokenizer',
+                 'Vocab', 'LMDataLoader', 'SortedDataLoader']:
         assert name in ulmfit_learner.__all__, name
 
 
 def test_every_public_module_name_is_reexported():
     "Each exported module's own `__all__` (written by nbdev) is reachable from the top level, except internals."
     internal = {'format_time', 'listify', 'as_metric', 'plot_lr_find', 'spiral_data', 'demo', 'main', 'Schedule',
-                'CHECKPOINT_FORMAT', 'CANCEL_EXCEPTIONS', 'SuggestedLRs'}
-    for mod in ['core', 'callback', 'optimizer', 'schedule', 'metrics', 'callbacks', 'learner']:
+                'CHECKPOINT_FORMAT', 'CANCEL_EXCEPTIONS', 'SuggestedLRs',
+                # text internals: token constants (SPECIAL_TOKENS lists them), file formats, helpers
+                'UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'REP', 'WREP', 'UP', 'MAJ', 'CACHE_FORMAT', 'FAKE_TOKEN',
+                'VOCAB_FORMAT', 'tokenwise', 'read_text_file', 'MEMO_SIZE'}
+    for mod in ['core', 'callback', 'optimizer', 'schedule', 'metrics', 'callbacks', 'learner', 'text.tokenize',
+                'text.vocab', 'text.loaders', 'text.data']:
         m = importlib.import_module(f'ulmfit_learner.{mod}')
         missing = [n for n in m.__all__ if n not in ulmfit_learner.__all__ and n not in internal]
         assert not missing, f"ulmfit_learner.{mod} exports {missing} but the package does not"

@@ -9,6 +9,13 @@ from .core import DataLoaders, default_device, get_rng_state, set_rng_state, set
 from .learner import Learner, single_group
 from .metrics import AvgLoss, AvgMetric, F1Score, Metric, Perplexity, accuracy, error_rate
 from .optimizer import SGD, Adam, get_hyper, group_lrs, set_hyper
+from .text.data import (CategoryBlock, ColReader, ColSplitter, DataBlock, GrandparentSplitter, MultiCategoryBlock,
+                        RandomSplitter, TextBlock, TextDataLoaders, get_text_files, parent_label)
+from .text.loaders import LMDataLoader, SortedDataLoader
+from .text.tokenize import (DEFAULT_POST_RULES, DEFAULT_PRE_RULES, SPECIAL_TOKENS, SentencePieceTokenizer,
+                            SpacyTokenizer, TokenizedCorpus, Tokenizer, fix_html, join_fields, replace_all_caps,
+                            replace_maj, replace_rep, replace_wrep, rm_useless_spaces, spec_add_spaces, tokenize_texts)
+from .text.vocab import Vocab
 from .schedule import (LRFinder, ParamScheduler, combine_scheds, flat_cos_lr, minimum, one_cycle_lr, one_cycle_mom,
                        sched_cos, sched_exp, sched_lin, sched_no, sched_stlr, steep, stlr, valley)
 
@@ -30,4 +37,13 @@ __all__ = [
     'EarlyStoppingCallback', 'CSVLogger', 'CheckpointCallback',
     # learner
     'Learner', 'single_group',
+    # text: tokenization
+    'SPECIAL_TOKENS', 'Tokenizer', 'SpacyTokenizer', 'SentencePieceTokenizer', 'tokenize_texts', 'TokenizedCorpus',
+    'join_fields', 'fix_html', 'replace_rep', 'replace_wrep', 'spec_add_spaces', 'rm_useless_spaces',
+    'replace_all_caps', 'replace_maj', 'DEFAULT_PRE_RULES', 'DEFAULT_POST_RULES',
+    # text: vocabulary and loaders
+    'Vocab', 'LMDataLoader', 'SortedDataLoader',
+    # text: the data API
+    'TextDataLoaders', 'DataBlock', 'TextBlock', 'CategoryBlock', 'MultiCategoryBlock', 'ColReader', 'RandomSplitter',
+    'ColSplitter', 'GrandparentSplitter', 'get_text_files', 'parent_label',
 ]

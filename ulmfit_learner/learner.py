@@ -469,7 +469,9 @@ class Learner:
         file.parent.mkdir(parents=True, exist_ok=True)
         state = {'format': CHECKPOINT_FORMAT, 'model': self.model.state_dict(),
                  'progress': {'epoch': self.epoch, 'n_epoch': self.n_epoch, 'train_iter': self.train_iter,
-                              'n_train_batches': len(self.dls.train)},
+                              'n_train_batches': len(self.dls.train),
+                              # loaders that shuffle per epoch from (seed, epoch) resume at the right epoch
+                              'train_dl_epoch': getattr(self.dls.train, 'epoch', -1)},
                  'cbs': {cb.name: cb.state_dict() for cb in self.cbs if cb.state_dict()},
                  'rng': get_rng_state()}
         if with_opt and self.opt is not None: state['opt'] = self.opt.state_dict()
@@ -518,6 +520,7 @@ class Learner:
         if 'scaler' in state and self.scaler is not None: self.scaler.load_state_dict(state['scaler'])
         set_rng_state(state['rng'])
         self.train_iter = prog['train_iter']
+        if prog.get('train_dl_epoch', -1) >= 0 and hasattr(self.dls.train, 'set_epoch'): self.dls.train.set_epoch(prog['train_dl_epoch'])
         return prog['epoch'] + 1
 
     def __repr__(self) -> str:
