@@ -388,3 +388,39 @@ def test_resume_with_text_loaders_gives_the_same_weights(trec_small, tmp_path):
     with pytest.raises(CallbackError, match='crash'): run(tmp_path / 'cut', crash_after=0)
     resumed = run(tmp_path / 'cut', resume='ckpt')
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()): assert torch.equal(a, b)
+
+
+# ---- the tokenizer choices through the data API -----------------------------------------------------------------------
+def test_sentencepiece_through_from_df(trec_small, tmp_path):
+    from ulmfit_learner import SentencePieceTokenizer
+    lm = TextDataLoaders.from_df(trec_small, text_col='text', is_lm=True, seed=0, bs=8, seq_len=16,
+                                 tok=SentencePieceTokenizer(vocab_sz=200), cache_dir=tmp_path, min_freq=1, progress=False)
+    assert (tmp_path / 'spm.model').exists(), "trained on the training texts, saved in the cache folder"
+    assert any(t.startswith('▁') for t in lm.vocab), "subword pieces"
+    assert list(lm.vocab[:9]) == SPECIALS
+    x, _ = lm.one_batch()
+    assert lm.decode_ids(x[0]).replace(' ', '').isprintable()
+    # the classifier reuses the trained tokenizer and the vocabulary
+    clas = TextDataLoaders.from_df(trec_small, text_col='text', label_col='label', tok=lm.tokenizer,
+                                   text_vocab=lm.vocab, seed=0, bs=16, progress=False)
+    xc, _ = clas.one_batch()
+    assert (xc == 0).float().mean() < 0.01, "almost no unknown pieces with the same tokenizer"
+    (xt,) = next(iter(clas.test_dl(['What is the capital of France ?'])))
+    assert clas.decode_ids(xt[0]).replace(' ', '') == 'Whatisthecapitalof France?'.replace(' ', '')
+
+
+def test_token_cache_is_reused(trec_small, tmp_path):
+    kw = dict(text_col='text', label_col='label', seed=0, bs=16, cache_dir=tmp_path / 'tok', progress=False)
+    a = TextDataLoaders.from_df(trec_small, **kw)
+    files = sorted(p.name for p in (tmp_path / 'tok').iterdir())
+    assert files, "the cache folder holds the tokenized chunks"
+    b = TextDataLoaders.from_df(trec_small, **kw)
+    assert sorted(p.name for p in (tmp_path / 'tok').iterdir()) == files, "the second run only reads"
+    assert list(a.vocab) == list(b.vocab)
+    for (xa, ya), (xb, yb) in zip(a.valid, b.valid): assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_custom_callable_tokenizer(trec_small):
+    dls = TextDataLoaders.from_df(trec_small, text_col='text', label_col='label', seed=0, bs=16, min_freq=1,
+                                  tok=lambda texts: [t.split() for t in texts], progress=False)
+    assert '?' in dls.vocab.stoi and 'xxmaj' in dls.vocab.stoi

@@ -285,6 +285,10 @@ def _take_docs(ids: np.ndarray, offsets: np.ndarray, idxs: np.ndarray, reverse: 
     starts, lens = offsets[idxs], offsets[idxs + 1] - offsets[idxs]
     new_offsets = np.zeros(len(idxs) + 1, dtype=np.int64)
     np.cumsum(lens, out=new_offsets[1:])
+    if not reverse and np.all(idxs[1:] > idxs[:-1]):
+        # documents in corpus order (what splitters return): a boolean mask per token, 1 byte a token
+        keep = np.zeros(len(offsets) - 1, dtype=bool); keep[idxs] = True
+        return ids[np.repeat(keep, np.diff(offsets))], new_offsets
     # the position of every output token in the input: its document's start + its rank inside the document
     rank = np.arange(new_offsets[-1], dtype=np.int64) - np.repeat(new_offsets[:-1], lens)
     if reverse: rank = np.repeat(lens, lens) - 1 - rank
@@ -292,7 +296,7 @@ def _take_docs(ids: np.ndarray, offsets: np.ndarray, idxs: np.ndarray, reverse: 
 
 def _split_counts(corpus, doc_idxs: np.ndarray) -> np.ndarray:
     "Token counts over the documents `doc_idxs` only."
-    ids, _ = _take_docs(corpus.ids, corpus.offsets, doc_idxs)
+    ids, _ = _take_docs(corpus.ids, corpus.offsets, np.sort(doc_idxs))
     return np.bincount(ids, minlength=len(corpus.tokens))
 
 # %% ../../nbs/13_text_data.ipynb #824072c7
