@@ -102,6 +102,13 @@ def test_datablock_equals_from_df(trec_small):
     for (xa, ya), (xb, yb) in zip(a.valid, b.valid): assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
+def test_datablock_accepts_block_classes_and_get_x(trec_small):
+    block = DataBlock(blocks=(TextBlock.from_df('text'), CategoryBlock), get_x=ColReader('text'),
+                      get_y=ColReader('label'), splitter=RandomSplitter(0.2, seed=0))
+    dls = block.dataloaders(trec_small, bs=16, progress=False)
+    assert dls.classes == ['ABBR', 'DESC', 'ENTY', 'HUM', 'LOC', 'NUM']
+
+
 def test_datablock_with_custom_getters_and_grandparent_split(tmp_path, imdb_small):
     from ulmfit_learner.text.data import get_text_files
     root = write_folder(tmp_path / 'd', imdb_small, valid='valid')

@@ -305,6 +305,7 @@ class DataBlock:
     def __init__(self, blocks: Sequence, get_items: Callable | None = None, get_x: Callable | None = None,
                  get_y: Callable | None = None, splitter: Callable | None = None):
         blocks = list(blocks) if isinstance(blocks, (list, tuple)) else [blocks]
+        blocks = [b() if isinstance(b, type) else b for b in blocks]  # `CategoryBlock` works as well as `CategoryBlock()`
         if not blocks or not isinstance(blocks[0], TextBlock):
             raise TypeError("the first block must be a TextBlock (TextBlock.from_df(...) or TextBlock.from_folder(...))")
         if len(blocks) > 2: raise ValueError("a DataBlock takes a TextBlock and at most one target block")
