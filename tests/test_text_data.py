@@ -76,7 +76,7 @@ def test_from_folder_imdb(tmp_path, imdb_small):
     root = write_folder(tmp_path / 'imdb', imdb_small)
     (root / 'train' / 'unsup').mkdir()
     (root / 'train' / 'unsup' / 'u.txt').write_text('an unlabelled review', encoding='utf-8')
-    dls = TextDataLoaders.from_folder(root, valid='test', bs=8, seed=0, progress=False)
+    dls = TextDataLoaders.from_folder(root, bs=8, seed=0, progress=False)  # valid='test' by default, as in aclImdb
     assert dls.classes == ['neg', 'pos'], "train/unsup is not a label"
     assert len(dls.train_idx) + len(dls.valid_idx) == len(imdb_small)
     assert len(dls.valid_idx) == len(range(0, len(imdb_small), 4))
@@ -319,8 +319,8 @@ def test_non_utf8_file_in_folder(tmp_path):
     bad = root / 'train' / 'pos' / 'latin.txt'
     bad.write_bytes('caf\xe9 cr\xe8me'.encode('latin-1'))
     with pytest.raises(ValueError, match=r"latin.txt is not valid utf-8.*encoding='latin-1'"):
-        TextDataLoaders.from_folder(root, progress=False)
-    dls = TextDataLoaders.from_folder(root, encoding='latin-1', min_freq=1, progress=False)
+        TextDataLoaders.from_folder(root, valid='valid', progress=False)
+    dls = TextDataLoaders.from_folder(root, valid='valid', encoding='latin-1', min_freq=1, progress=False)
     assert 'café' in dls.vocab.stoi
 
 
@@ -333,7 +333,7 @@ def test_non_utf8_csv(tmp_path):
 def test_missing_folder_and_csv(tmp_path):
     with pytest.raises(FileNotFoundError, match='no CSV file'): TextDataLoaders.from_csv(tmp_path, 'nope.csv')
     (tmp_path / 'train').mkdir()
-    with pytest.raises(FileNotFoundError, match="no folder 'valid'"): TextDataLoaders.from_folder(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no folder 'test'"): TextDataLoaders.from_folder(tmp_path)
 
 
 def test_lm_corpus_too_small_for_the_batch():

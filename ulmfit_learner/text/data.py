@@ -445,13 +445,13 @@ class TextDataLoaders(DataLoaders):
         return cls.from_df(df, path=path, **kwargs)
 
     @classmethod
-    def from_folder(cls, path, train: str = 'train', valid: str = 'valid', valid_pct: float | None = None,
+    def from_folder(cls, path, train: str = 'train', valid: str = 'test', valid_pct: float | None = None,
                     seed: int | None = None, classes: Sequence[str] | None = None, is_lm: bool = False,
                     seq_len: int = 72, backwards: bool = False, bs: int = 64, val_bs: int | None = None,
                     text_vocab=None, tok=None, min_freq: int = 3, max_vocab: int = 60000, n_workers: int = 0,
                     cache_dir=None, encoding: str = 'utf-8', drop_empty: bool = False, vary_seq_len: bool = False,
                     progress: bool = True, device=None) -> 'TextDataLoaders':
-        "Loaders from `path/train/<label>/*.txt` and `path/valid/<label>/*.txt` (the aclImdb layout)."
+        "Loaders from `path/train/<label>/*.txt` and `path/test/<label>/*.txt` (the aclImdb layout; `valid` names the second)."
         path = Path(path)
         folders = [train] if valid_pct is not None else [train, valid]
         files = get_text_files(path, folders)
