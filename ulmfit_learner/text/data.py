@@ -19,6 +19,7 @@ import torch
 from ..core import DataLoaders
 from .loaders import LMDataLoader, SortedDataLoader
 from .tokenize import Tokenizer, join_fields, tokenize_texts
+from .tokenize import _is_missing as _missing  # NaN, None, pandas' NA: one definition
 from .vocab import Vocab
 
 # %% auto #0
@@ -26,11 +27,6 @@ __all__ = ['ColReader', 'parent_label', 'get_text_files', 'read_text_file', 'Ran
            'GrandparentSplitter', 'CategoryBlock', 'MultiCategoryBlock', 'TextBlock', 'DataBlock', 'TextDataLoaders']
 
 # %% ../../nbs/13_text_data.ipynb #965b359a
-def _missing(v) -> bool:
-    "NaN, None or pandas' NA (what a missing cell reads as)."
-    try: return v is None or bool(pd.isna(v))
-    except (TypeError, ValueError): return False  # lists, arrays: not a single missing value
-
 def _rows_str(rows, limit: int = 5) -> str:
     rows = list(rows)
     more = f' and {len(rows) - limit} more' if len(rows) > limit else ''
