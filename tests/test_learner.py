@@ -403,3 +403,19 @@ def test_resume_rejects_a_different_fit(learner_factory, tmp_path):
     learn = _run(learner_factory, tmp_path, n_epoch=2, cbs=[CheckpointCallback('ckpt')])
     with pytest.raises(ValueError, match='cannot resume.*2 epochs'):
         learn.fit_one_cycle(3, 1e-2, resume='ckpt')
+
+
+def test_get_preds_with_sequences_of_different_lengths(learner_factory):
+    "A language model's last batch is shorter: predictions come back one row per position."
+    class SeqModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.out = nn.Embedding(10, 4), nn.Linear(4, 10)
+        def forward(self, x): return self.out(self.emb(x))
+    batches = [(torch.randint(0, 10, (2, 5)), torch.randint(0, 10, (2, 5))),
+               (torch.randint(0, 10, (2, 3)), torch.randint(0, 10, (2, 3)))]
+    learn = learner_factory(model=SeqModel(), splitter=lambda m: [list(m.parameters())],
+                            loss_func=lambda p, t, reduction='mean': nn.functional.cross_entropy(p.flatten(0, 1), t.flatten(), reduction=reduction))
+    preds, targs = learn.get_preds(dl=batches, act=lambda x: x)
+    assert preds.shape == (2 * 5 + 2 * 3, 10) and targs.shape == (16,)
+    assert torch.equal(targs, torch.cat([batches[0][1].flatten(), batches[1][1].flatten()]))

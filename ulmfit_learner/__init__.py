@@ -8,6 +8,11 @@ from .callbacks import (CheckpointCallback, CSVLogger, EarlyStoppingCallback, Gr
 from .core import DataLoaders, default_device, get_rng_state, set_rng_state, set_seed, to_detach, to_device
 from .learner import Learner, single_group
 from .metrics import AvgLoss, AvgMetric, F1Score, Metric, Perplexity, accuracy, error_rate
+from .models.awdlstm import (AWD_LSTM, AWDLSTM, AWDLSTMConfig, EmbeddingDropout, FlattenedCrossEntropy, LanguageModel,
+                             LinearDecoder, LockedDropout, ModelResetter, RNNRegularizer, WeightDropout,
+                             awd_lstm_lm_split, get_language_model, lm_loss, make_config)
+from .models.classifier import (PoolingLinearClassifier, SentenceEncoder, TextClassifier, awd_lstm_clas_split,
+                                get_text_classifier, load_encoder, masked_concat_pool)
 from .optimizer import SGD, Adam, get_hyper, group_lrs, set_hyper
 from .text.data import (CategoryBlock, ColReader, ColSplitter, DataBlock, GrandparentSplitter, MultiCategoryBlock,
                         RandomSplitter, TextBlock, TextDataLoaders, get_text_files, parent_label)
@@ -46,4 +51,9 @@ __all__ = [
     # text: the data API
     'TextDataLoaders', 'DataBlock', 'TextBlock', 'CategoryBlock', 'MultiCategoryBlock', 'ColReader', 'RandomSplitter',
     'ColSplitter', 'GrandparentSplitter', 'get_text_files', 'parent_label',
+    # models: the AWD-LSTM language model and the ULMFiT classifier
+    'AWDLSTMConfig', 'make_config', 'AWDLSTM', 'AWD_LSTM', 'EmbeddingDropout', 'LockedDropout', 'WeightDropout',
+    'LinearDecoder', 'LanguageModel', 'get_language_model', 'awd_lstm_lm_split', 'FlattenedCrossEntropy', 'lm_loss',
+    'ModelResetter', 'RNNRegularizer', 'SentenceEncoder', 'masked_concat_pool', 'PoolingLinearClassifier',
+    'TextClassifier', 'get_text_classifier', 'awd_lstm_clas_split', 'load_encoder',
 ]

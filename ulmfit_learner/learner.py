@@ -52,6 +52,11 @@ def _loss_per_item(loss_func, pred, *targets) -> torch.Tensor:
                             "(or an nn.Module with a `reduction` attribute)") from e
     return loss.reshape(len(targets[0]), -1).float().mean(1)
 
+def _cat_items(ts: list) -> torch.Tensor:
+    "Per-batch tensors joined along the items; if their sequence lengths differ (a language model's last, shorter batch), one row per position."
+    if len({tuple(t.shape[1:]) for t in ts}) > 1: ts = [t.flatten(0, 1) for t in ts]
+    return torch.cat(ts)
+
 def _default_activation(loss_func):
     "Softmax for cross-entropy losses (so `get_preds` returns probabilities); else the loss's `activation`, if any."
     if isinstance(loss_func, nn.CrossEntropyLoss) or loss_func is F.cross_entropy: return lambda x: F.softmax(x, dim=-1)
@@ -444,11 +449,11 @@ class Learner:
             self._predicting = False
             self._restore_light(snap)
         if not gather.preds: raise ValueError("the loader yielded no batches: there is nothing to predict")
-        preds = torch.cat(gather.preds)
+        preds = _cat_items(gather.preds)
         act = _default_activation(self.loss_func) if act is None else act
         if act is not None: preds = act(preds)
         res = [preds]
-        if with_targs: res.append(torch.cat(gather.targs) if gather.targs else None)
+        if with_targs: res.append(_cat_items(gather.targs) if gather.targs else None)
         if with_loss:
             if not gather.losses: raise ValueError("with_loss=True needs targets, and this loader yields none")
             res.append(torch.cat(gather.losses))

@@ -1,0 +1,378 @@
+"""Training throughput of the AWD-LSTM language model and of the ULMFiT classifier, ours and fastai 2.8.12's, in one run.
+
+What is timed: one training step = forward + cross-entropy loss + backward + `torch.optim.Adam(lr=1e-3,
+betas=(0.7, 0.99))` step (+ zero_grad), the same torch optimizer for both implementations so that the models are
+what is compared. `--warmup` (3) steps are run first and not timed, then `--batches` (10) steps are timed one by
+one (on CUDA with a `torch.cuda.synchronize()` before every clock read). Inputs are random token ids from a fixed
+seed, drawn from [9, vocab) (ids 0-8 are fastai's special tokens, 1 = xxpad), generated before the clock starts
+and identical for both implementations.
+
+  lm    the language model at the paper's size: emb_sz=400, n_hid=1152, n_layers=3, tied decoder with a bias,
+        vocab `--vocab` (60,000), dropouts output 0.4, hidden 0.3, input 0.4, embed 0.05, weight 0.5 (the paper's;
+        fastai's `awd_lstm_lm_config` with those values put in), bs=`--bs` (64), seq_len=`--seq-len` (70); the
+        hidden state is carried from batch to batch (reset once before the warm-up), as in LM training.
+        Tokens per step = bs * seq_len.
+  clas  the classifier: the same encoder config (= fastai's `awd_lstm_clas_config`), BPT3C with seq_len
+        `--clas-seq-len` (72) and max_len `--max-len` (1440), the head's defaults (BatchNorm/Dropout/Linear to
+        50, ReLU, BatchNorm/Dropout(0.1)/Linear to `--n-class` (2)). Each batch has `--bs` documents whose lengths
+        are drawn uniformly from [`--doc-min`, `--doc-max`] (230-1000 tokens, IMDb-like) and sorted longest first
+        (as fastai's SortedDL gives them). Each implementation gets the batch in the layout its own data loader
+        produces: fastai's `pad_input_chunk` layout (pad_first, padding in whole chunks of seq_len before the
+        text, the remainder after it) for fastai; left-padded with pad id 1 for ours. Tokens per step = the real
+        (non-pad) tokens of the batch.
+
+Each (implementation, task) runs in its own fresh child process (hidden `--task/--impl/--result` mode): ours with
+this interpreter (the project's environment), fastai with `--fastai-python` (a separate virtualenv with fastai
+2.8.12; bench/README.md says how to make it). fastai is never imported by ulmfit_learner nor by the ours-child;
+the fastai half only calls fastai's `AWD_LSTM`, `get_language_model`, `get_text_classifier`,
+`awd_lstm_lm_config`, `awd_lstm_clas_config`. torch's thread count is left at its default (recorded).
+
+Reported per child: ms/step (mean, median, min, max), tokens/s (total tokens / total timed time), peak RSS
+(`ru_maxrss`, whole process; RSS after the model is built too), and on CUDA the peak allocated GPU memory of the
+timed steps. Then a markdown table and a ratio table (ours tokens/s / fastai tokens/s; > 1 means ours is faster).
+
+How to run (from the repository root):
+
+    # CPU (2 cores here: the paper-size LM takes ~1-3 s per step; about 2-4 minutes in all)
+    .venv/bin/python bench/awdlstm_throughput.py --fastai-python /work/fastai-venv/bin/python \
+        --json-out /tmp/awd_cpu.json
+    # fewer/more steps, one task, one side
+    .venv/bin/python bench/awdlstm_throughput.py --fastai-python /work/fastai-venv/bin/python \
+        --tasks lm --warmup 2 --batches 5
+    .venv/bin/python bench/awdlstm_throughput.py --impls ours          # ours only, no fastai needed
+
+    # CUDA: fp32, then bf16 / fp16 autocast (fp16 with a GradScaler); more steps as they are fast there
+    .venv/bin/python bench/awdlstm_throughput.py --device cuda --warmup 10 --batches 50 \
+        --fastai-python /path/to/fastai-venv/bin/python --json-out /tmp/awd_cuda.json
+    .venv/bin/python bench/awdlstm_throughput.py --device cuda --amp bf16 --warmup 10 --batches 50 \
+        --fastai-python /path/to/fastai-venv/bin/python
+    .venv/bin/python bench/awdlstm_throughput.py --device cuda --amp fp16 --warmup 10 --batches 50 \
+        --fastai-python /path/to/fastai-venv/bin/python
+
+(The fastai venv for CUDA needs a CUDA build of torch, the same version as the project's if the comparison is
+to be about the models only.) `--ar-tar` adds AR (alpha 2) and TAR (beta 1) to the LM loss, as ULMFiT's
+training does (off by default). Output: a machine-facts JSON line, one JSON line per child on stdout, then the
+tables; `--json-out FILE` writes everything as one JSON document (rewritten after every child).
+"""
+import argparse, json, os, platform, resource, shutil, subprocess, sys, tempfile, time
+
+TASKS = ('lm', 'clas')
+IMPLS = ('ours', 'fastai')
+PAPER_DROPOUTS = dict(output_p=0.4, hidden_p=0.3, input_p=0.4, embed_p=0.05, weight_p=0.5)
+FIRST_ID = 9  # fastai's special tokens are ids 0-8 (1 = xxpad)
+PAD = 1
+
+
+def _rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _cur_rss_mb():
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmRSS:'): return int(line.split()[1]) / 1024
+    except OSError: return None
+
+
+def _loadavg():
+    try: return os.getloadavg()[0]
+    except OSError: return None
+
+
+def machine_facts():
+    import importlib.metadata as md
+    facts = dict(python=platform.python_version(), platform=platform.platform(), machine=platform.machine(),
+                 cpu_count=os.cpu_count(), cpu_affinity=len(os.sched_getaffinity(0)))
+    try:
+        with open('/proc/cpuinfo') as f:
+            facts['cpu_model'] = next((l.split(':', 1)[1].strip() for l in f if l.startswith('model name')), None)
+        with open('/proc/meminfo') as f:
+            facts['mem_total_gb'] = round(int(f.readline().split()[1]) / 2**20, 1)
+    except OSError: pass
+    for pkg in ('ulmfit_learner', 'torch'):
+        try: facts[pkg] = md.version(pkg)
+        except md.PackageNotFoundError: facts[pkg] = None
+    return facts
+
+
+# ---------------------------------------------------------------------------------------------- data (both sides)
+
+def lm_batches(args, n):
+    "n (x, y) pairs of (bs, seq_len) from one random stream, y = x shifted by one (as an LM loader gives them)."
+    import torch
+    g = torch.Generator().manual_seed(args.seed)
+    stream = torch.randint(FIRST_ID, args.vocab, (args.bs, n * args.seq_len + 1), generator=g)
+    sl = args.seq_len
+    return [(stream[:, i * sl:(i + 1) * sl], stream[:, i * sl + 1:(i + 1) * sl + 1]) for i in range(n)]
+
+
+def clas_docs(args, n):
+    "n batches: a list of bs documents (1-d id tensors), longest first, and bs labels."
+    import torch
+    g = torch.Generator().manual_seed(args.seed + 1)
+    out = []
+    for _ in range(n):
+        lens = torch.randint(args.doc_min, args.doc_max + 1, (args.bs,), generator=g).sort(descending=True).values
+        docs = [torch.randint(FIRST_ID, args.vocab, (int(l),), generator=g) for l in lens]
+        out.append((docs, torch.randint(0, args.n_class, (args.bs,), generator=g)))
+    return out
+
+
+def pad_left(docs):
+    "Ours: left-padded with PAD to the longest document."
+    import torch
+    L = max(len(d) for d in docs)
+    x = torch.full((len(docs), L), PAD, dtype=torch.long)
+    for i, d in enumerate(docs): x[i, L - len(d):] = d
+    return x
+
+
+def pad_chunks(docs, seq_len):
+    "fastai's pad_input_chunk layout (pad_first=True): whole seq_len chunks of padding before, the rest after."
+    import torch
+    L = max(len(d) for d in docs)
+    x = torch.full((len(docs), L), PAD, dtype=torch.long)
+    for i, d in enumerate(docs):
+        before = ((L - len(d)) // seq_len) * seq_len
+        x[i, before:before + len(d)] = d
+    return x
+
+
+# ------------------------------------------------------------------------------------------------- the models
+
+def build(args):
+    "The model for (args.impl, args.task), on args.device."
+    import torch
+    torch.manual_seed(args.seed)
+    enc = dict(emb_sz=400, n_hid=1152, n_layers=3, pad_token=PAD, **PAPER_DROPOUTS)
+    if args.impl == 'fastai':
+        from fastai.text.all import (AWD_LSTM, get_language_model, get_text_classifier, awd_lstm_lm_config,
+                                     awd_lstm_clas_config)
+        if args.task == 'lm':
+            cfg = dict(awd_lstm_lm_config); cfg.update(enc); cfg.update(tie_weights=True, out_bias=True)
+            model = get_language_model(AWD_LSTM, args.vocab, config=cfg)
+        else:
+            cfg = dict(awd_lstm_clas_config); cfg.update(enc)
+            model = get_text_classifier(AWD_LSTM, args.vocab, args.n_class, seq_len=args.clas_seq_len, config=cfg,
+                                        max_len=args.max_len)
+        config_used = {k: v for k, v in cfg.items()}
+    else:
+        from ulmfit_learner.models.awdlstm import AWDLSTM, get_language_model
+        if args.task == 'lm':
+            model = get_language_model(AWDLSTM, args.vocab, config=dict(enc))
+        else:
+            from ulmfit_learner.models.classifier import get_text_classifier
+            model = get_text_classifier(AWDLSTM, args.vocab, args.n_class, seq_len=args.clas_seq_len,
+                                        max_len=args.max_len, config=dict(enc))
+        config_used = dict(enc)
+    return model.to(args.device), config_used
+
+
+def _logits(out):
+    "fastai's models return (logits, raw, dropped-out); ours the logits (a tuple accepted too)."
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _ar_tar(model, out, impl, alpha=2., beta=1.):
+    "AR on the dropped-out last-layer output, TAR on the raw one (the LM's)."
+    if impl == 'fastai': raw, dp = out[1], out[2]
+    else: raw, dp = model.last_raw_output, model.last_output
+    if isinstance(raw, (list, tuple)): raw = raw[-1]
+    if isinstance(dp, (list, tuple)): dp = dp[-1]
+    return alpha * dp.float().pow(2).mean() + beta * (raw[:, 1:] - raw[:, :-1]).float().pow(2).mean()
+
+
+def run_child(args):
+    "In the child: build, warm up, time; write the result as JSON to args.result."
+    t0 = time.perf_counter()
+    import torch
+    import torch.nn.functional as F
+    res = dict(impl=args.impl, task=args.task, device=args.device, amp=args.amp, torch=torch.__version__,
+               torch_threads=torch.get_num_threads(), bs=args.bs, vocab=args.vocab, seed=args.seed,
+               warmup=args.warmup, batches=args.batches, ar_tar=bool(args.ar_tar and args.task == 'lm'),
+               loadavg1_before=_loadavg())
+    dev = torch.device(args.device)
+    if dev.type == 'cuda':
+        res['gpu'] = torch.cuda.get_device_name(dev)
+    n = args.warmup + args.batches
+    if args.task == 'lm':
+        data = lm_batches(args, n)
+        toks = [x.numel() for x, _ in data]
+        res.update(seq_len=args.seq_len)
+    else:
+        docs = clas_docs(args, n)
+        lay = (lambda d: pad_chunks(d, args.clas_seq_len)) if args.impl == 'fastai' else pad_left
+        data = [(lay(d), y) for d, y in docs]
+        toks = [sum(len(t) for t in d) for d, _ in docs]
+        res.update(clas_seq_len=args.clas_seq_len, max_len=args.max_len, doc_min=args.doc_min, doc_max=args.doc_max,
+                   n_class=args.n_class, padded_tokens_timed=sum(x.numel() for x, _ in data[args.warmup:]),
+                   layout='pad_input_chunk (pad_first)' if args.impl == 'fastai' else 'left-padded')
+    data = [(x.to(dev), y.to(dev)) for x, y in data]
+
+    model, cfg = build(args)
+    res.update(import_build_s=time.perf_counter() - t0, config=cfg,
+               n_params=sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()),
+               rss_after_build_mb=_cur_rss_mb())
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.7, 0.99))
+    amp_dtype = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[args.amp]
+    scaler = torch.amp.GradScaler(dev.type) if args.amp == 'fp16' else None
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
+    if hasattr(model, 'reset'): model.reset()
+    elif hasattr(model[0], 'reset'): model[0].reset()
+
+    def step(x, y):
+        with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            out = model(x)
+            logits = _logits(out)
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
+            if res['ar_tar']: loss = loss + _ar_tar(model, out, args.impl)
+        if scaler is not None:
+            scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
+        else:
+            loss.backward(); opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    for x, y in data[:args.warmup]: step(x, y)
+    sync()
+    if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(dev)
+    times, losses = [], []
+    for x, y in data[args.warmup:]:
+        t = time.perf_counter()
+        loss = step(x, y)
+        sync()
+        times.append(time.perf_counter() - t)
+        losses.append(float(loss.detach()))
+    timed_toks = sum(toks[args.warmup:])
+    st = sorted(times)
+    res.update(ms_mean=1000 * sum(times) / len(times), ms_median=1000 * st[len(st) // 2], ms_min=1000 * st[0],
+               ms_max=1000 * st[-1], tokens_timed=timed_toks, tokens_per_s=timed_toks / sum(times),
+               tokens_per_batch_mean=timed_toks / len(times), timed_s=sum(times), loss_first=losses[0],
+               loss_last=losses[-1], peak_rss_mb=_rss_mb(), loadavg1_after=_loadavg(),
+               child_total_s=time.perf_counter() - t0)
+    if dev.type == 'cuda': res['cuda_peak_alloc_mb'] = torch.cuda.max_memory_allocated(dev) / 2**20
+    with open(args.result, 'w') as f: json.dump(res, f)
+
+
+# --------------------------------------------------------------------------------------------------- the parent
+
+def spawn(task, impl, args):
+    tmp = tempfile.mkdtemp(prefix=f'awdbench-{impl}-{task}-')
+    result = os.path.join(tmp, 'result.json')
+    python = args.fastai_python if impl == 'fastai' else sys.executable
+    cmd = [python, os.path.abspath(__file__), '--impl', impl, '--task', task, '--result', result]
+    for k in ('device', 'amp', 'vocab', 'bs', 'seq_len', 'clas_seq_len', 'max_len', 'doc_min', 'doc_max', 'n_class',
+              'warmup', 'batches', 'seed'):
+        cmd += ['--' + k.replace('_', '-'), str(getattr(args, k))]
+    if args.ar_tar: cmd.append('--ar-tar')
+    env = dict(os.environ, FASTAI_HOME=os.path.join(tmp, 'fastai_home'), PYTHONDONTWRITEBYTECODE='1')
+    # ours is imported from the repository (the child's cwd is the temporary directory)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if impl == 'ours': env['PYTHONPATH'] = repo + os.pathsep + env.get('PYTHONPATH', '')
+    t = time.perf_counter()
+    try:
+        p = subprocess.run(cmd, cwd=tmp, env=env, stdout=sys.stderr, stderr=sys.stderr)
+        if p.returncode != 0 or not os.path.exists(result):
+            return dict(impl=impl, task=task, error=f'child exited {p.returncode}')
+        with open(result) as f: res = json.load(f)
+        res['process_wall_s'] = time.perf_counter() - t
+        return res
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _f(v, nd=1):
+    if v is None: return '-'
+    if isinstance(v, float): return f'{v:,.{nd}f}'
+    if isinstance(v, int): return f'{v:,}'
+    return str(v)
+
+
+def summary(results):
+    rows = ['| impl | task | device/amp | threads | tokens/step | ms/step mean | median | min | max | tokens/s | '
+            'peak RSS MB | GPU peak MB | load before/after |',
+            '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+    for r in results:
+        if 'error' in r:
+            rows.append(f"| {r['impl']} | {r['task']} | {r['error']} | | | | | | | | | | |"); continue
+        rows.append('| ' + ' | '.join([
+            r['impl'], r['task'], f"{r['device']}/{r['amp']}", _f(r['torch_threads']), _f(r['tokens_per_batch_mean'], 0),
+            _f(r['ms_mean']), _f(r['ms_median']), _f(r['ms_min']), _f(r['ms_max']), _f(r['tokens_per_s'], 0),
+            _f(r['peak_rss_mb'], 0), _f(r.get('cuda_peak_alloc_mb'), 0),
+            f"{_f(r['loadavg1_before'], 2)}/{_f(r['loadavg1_after'], 2)}"]) + ' |')
+    return '\n'.join(rows)
+
+
+def ratios(results):
+    ok = {(r['impl'], r['task']): r for r in results if 'error' not in r}
+    rows = ['| task | tokens/s ours / fastai | ms/step (mean) fastai / ours | peak RSS ours / fastai MB |',
+            '|---|---:|---:|---:|']
+    for task in TASKS:
+        o, f = ok.get(('ours', task)), ok.get(('fastai', task))
+        if o is None or f is None: continue
+        rows.append(f"| {task} | {o['tokens_per_s'] / f['tokens_per_s']:.2f}x | {f['ms_mean'] / o['ms_mean']:.2f}x | "
+                    f"{o['peak_rss_mb']:,.0f} / {f['peak_rss_mb']:,.0f} |")
+    return '\n'.join(rows)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--tasks', default=','.join(TASKS), help=f'comma-separated, of {TASKS}')
+    ap.add_argument('--impls', default='ours,fastai', help='comma-separated, of ours,fastai (fastai needs --fastai-python)')
+    ap.add_argument('--fastai-python', default=None, help='a Python with fastai 2.8.12 installed; without it, ours only')
+    ap.add_argument('--device', default='cpu', help='cpu, cuda, cuda:1, ...')
+    ap.add_argument('--amp', choices=('none', 'bf16', 'fp16'), default='none', help='autocast dtype (fp16: GradScaler)')
+    ap.add_argument('--vocab', type=int, default=60_000)
+    ap.add_argument('--bs', type=int, default=64)
+    ap.add_argument('--seq-len', type=int, default=70, help='LM: tokens per row per step')
+    ap.add_argument('--clas-seq-len', type=int, default=72, help='classifier: BPT3C chunk length')
+    ap.add_argument('--max-len', type=int, default=1440, help='classifier: last positions kept for pooling')
+    ap.add_argument('--doc-min', type=int, default=230, help='classifier: shortest document (tokens)')
+    ap.add_argument('--doc-max', type=int, default=1000, help='classifier: longest document (tokens)')
+    ap.add_argument('--n-class', type=int, default=2)
+    ap.add_argument('--warmup', type=int, default=3)
+    ap.add_argument('--batches', type=int, default=10, help='timed steps')
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--ar-tar', action='store_true', help='LM: add AR (2) and TAR (1) to the loss')
+    ap.add_argument('--json-out', default=None)
+    ap.add_argument('--impl', choices=IMPLS, default=None, help=argparse.SUPPRESS)   # internal: child mode
+    ap.add_argument('--task', choices=TASKS, default=None, help=argparse.SUPPRESS)
+    ap.add_argument('--result', help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.task:
+        return run_child(args)
+
+    facts = machine_facts()
+    print(json.dumps(dict(machine=facts)), flush=True)
+    doc = dict(machine=facts, argv=sys.argv[1:], results=[])
+    impls = [i.strip() for i in args.impls.split(',') if i.strip()]
+    for i in impls:
+        if i not in IMPLS: ap.error(f'unknown impl {i!r}')
+    if 'fastai' in impls and not args.fastai_python:
+        print('(no --fastai-python: fastai skipped)', file=sys.stderr); impls.remove('fastai')
+    tasks = [t.strip() for t in args.tasks.split(',') if t.strip()]
+    for t in tasks:
+        if t not in TASKS: ap.error(f'unknown task {t!r}')
+    for task in tasks:
+        for impl in impls:
+            res = spawn(task, impl, args)
+            doc['results'].append(res)
+            print(json.dumps(res), flush=True)
+            if args.json_out:
+                with open(args.json_out, 'w') as f: json.dump(doc, f, indent=1)
+    print()
+    print(f"torch {facts['torch']}, python {facts['python']}, {facts['cpu_count']} CPUs ({facts.get('cpu_model')}), "
+          f"device {args.device}, amp {args.amp}; LM bs={args.bs} seq_len={args.seq_len}; classifier bs={args.bs} "
+          f"docs {args.doc_min}-{args.doc_max} tokens, seq_len={args.clas_seq_len}, max_len={args.max_len}; "
+          f"vocab {args.vocab:,}; {args.warmup} warm-up + {args.batches} timed steps"
+          + (f'; fastai 2.8.12 in {args.fastai_python}' if args.fastai_python else ''))
+    print(summary(doc['results']))
+    if len(impls) > 1:
+        print()
+        print(ratios(doc['results']))
+
+
+if __name__ == '__main__':
+    main()

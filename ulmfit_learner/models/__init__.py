@@ -1,0 +1,1 @@
+"""The networks: the AWD-LSTM language model with its regularisers, and the ULMFiT classifier."""
