@@ -33,9 +33,16 @@ timed steps. Then a markdown table and a ratio table (ours tokens/s / fastai tok
 
 How to run (from the repository root):
 
-    # CPU (2 cores here: the paper-size LM takes ~1-3 s per step; about 2-4 minutes in all)
+    # CPU. On 2 cores (AMD EPYC, 2026-11, machine quiet) one paper-size LM step (bs 64 x 70) took ~6.3 s and one
+    # classifier step (bs 64 documents of 230-1000 tokens) ~16-25 s; 2-3x that when the host was busy (watch the
+    # load columns). The defaults (3 + 10 steps) are fine for the LM; give the classifier fewer steps
     .venv/bin/python bench/awdlstm_throughput.py --fastai-python /work/fastai-venv/bin/python \
-        --json-out /tmp/awd_cpu.json
+        --tasks lm --json-out /tmp/awd_cpu_lm.json
+    .venv/bin/python bench/awdlstm_throughput.py --fastai-python /work/fastai-venv/bin/python \
+        --tasks clas --warmup 1 --batches 2 --json-out /tmp/awd_cpu_clas.json
+    # padding's share: the same with every document 504 tokens long (no padding: both read the same tokens)
+    .venv/bin/python bench/awdlstm_throughput.py --fastai-python /work/fastai-venv/bin/python \
+        --tasks clas --bs 16 --doc-min 504 --doc-max 504 --warmup 1 --batches 3
     # fewer/more steps, one task, one side
     .venv/bin/python bench/awdlstm_throughput.py --fastai-python /work/fastai-venv/bin/python \
         --tasks lm --warmup 2 --batches 5
@@ -49,7 +56,8 @@ How to run (from the repository root):
     .venv/bin/python bench/awdlstm_throughput.py --device cuda --amp fp16 --warmup 10 --batches 50 \
         --fastai-python /path/to/fastai-venv/bin/python
 
-(The fastai venv for CUDA needs a CUDA build of torch, the same version as the project's if the comparison is
+(`--amp fp16` is for CUDA: on CPU oneDNN has no fp16 LSTM and both sides fail; `--amp bf16` runs on CPU too.
+The fastai venv for CUDA needs a CUDA build of torch, the same version as the project's if the comparison is
 to be about the models only.) `--ar-tar` adds AR (alpha 2) and TAR (beta 1) to the LM loss, as ULMFiT's
 training does (off by default). Output: a machine-facts JSON line, one JSON line per child on stdout, then the
 tables; `--json-out FILE` writes everything as one JSON document (rewritten after every child).

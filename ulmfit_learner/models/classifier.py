@@ -33,9 +33,15 @@ class SentenceEncoder(nn.Module):
     def reset(self) -> None:
         if hasattr(self.module, 'reset'): self.module.reset()
 
-    def _zero_unstarted(self, started: torch.Tensor) -> None:
-        "Zero the carried state of rows that have only seen padding so far."
-        self.module.hidden = [tuple(t * started.view(1, -1, 1).to(t.dtype) for t in hc) for hc in self.module.hidden]
+    def _run_rows(self, x: torch.Tensor, rows: torch.Tensor | None, bs: int) -> torch.Tensor:
+        "Run the module on rows `rows` of the chunk `x` (all rows if None); other rows keep a zero state, zero outputs."
+        if rows is None: return self.module(x)
+        full = self.module.hidden
+        self.module.hidden = None if full is None else [tuple(t[:, rows] for t in hc) for hc in full]
+        out = self.module(x[rows])                                   # (n_rows, sl, n)
+        self.module.hidden = [tuple(t.new_zeros(t.shape[0], bs, t.shape[2]).index_copy(1, rows, t) for t in hc)
+                              for hc in self.module.hidden]          # back to (n_dir, bs, n) per layer
+        return out.new_zeros(bs, *out.shape[1:]).index_copy(0, rows, out)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         bs, L = x.shape
@@ -51,11 +57,15 @@ class SentenceEncoder(nn.Module):
         self.reset()
         outs = []
         for i in range(0, L, sl):
+            started = start < i + sl               # rows whose real tokens begin in this chunk or before
+            if not started.any(): outs.append(None); continue
+            rows = None if started.all() else started.nonzero().squeeze(1)
             keep_graph = i + sl > L - self.max_len  # the chunk overlaps the last max_len positions
             with contextlib.nullcontext() if keep_graph else torch.no_grad():
-                outs.append(self.module(x[:, i:i + sl]))  # (bs, <=sl, n)
-            started = start < i + sl
-            if not started.all(): self._zero_unstarted(started)
+                outs.append(self._run_rows(x[:, i:i + sl], rows, bs))  # (bs, <=sl, n)
+        n = next(o for o in outs if o is not None).shape[2]
+        outs = [o if o is not None else x.new_zeros(bs, min(sl, L - i), n, dtype=next(q for q in outs if q is not None).dtype)
+                for i, o in zip(range(0, L, sl), outs)]
         out = torch.cat(outs, 1)                   # (bs, L, n)
         if shifted:  # back to the input's left-padded layout: position -1 is every row's last real token
             src = (pos - shift[:, None]).clamp(min=0)
