@@ -62,7 +62,9 @@ to be about the models only.) `--ar-tar` adds AR (alpha 2) and TAR (beta 1) to t
 training does (off by default). Output: a machine-facts JSON line, one JSON line per child on stdout, then the
 tables; `--json-out FILE` writes everything as one JSON document (rewritten after every child).
 """
-import argparse, json, os, platform, resource, shutil, subprocess, sys, tempfile, time
+import argparse, json, os, sys, time
+
+from _common import cur_rss_mb as _cur_rss_mb, fmt, loadavg as _loadavg, machine_facts, rss_mb as _rss_mb, run_child as run_in_child
 
 TASKS = ('lm', 'clas')
 IMPLS = ('ours', 'fastai')
@@ -70,41 +72,6 @@ PAPER_DROPOUTS = dict(output_p=0.4, hidden_p=0.3, input_p=0.4, embed_p=0.05, wei
 FIRST_ID = 9  # fastai's special tokens are ids 0-8 (1 = xxpad)
 PAD = 1
 
-
-def _rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def _cur_rss_mb():
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('VmRSS:'): return int(line.split()[1]) / 1024
-    except OSError: return None
-
-
-def _loadavg():
-    try: return os.getloadavg()[0]
-    except OSError: return None
-
-
-def machine_facts():
-    import importlib.metadata as md
-    facts = dict(python=platform.python_version(), platform=platform.platform(), machine=platform.machine(),
-                 cpu_count=os.cpu_count(), cpu_affinity=len(os.sched_getaffinity(0)))
-    try:
-        with open('/proc/cpuinfo') as f:
-            facts['cpu_model'] = next((l.split(':', 1)[1].strip() for l in f if l.startswith('model name')), None)
-        with open('/proc/meminfo') as f:
-            facts['mem_total_gb'] = round(int(f.readline().split()[1]) / 2**20, 1)
-    except OSError: pass
-    for pkg in ('ulmfit_learner', 'torch'):
-        try: facts[pkg] = md.version(pkg)
-        except md.PackageNotFoundError: facts[pkg] = None
-    return facts
-
-
-# ---------------------------------------------------------------------------------------------- data (both sides)
 
 def lm_batches(args, n):
     "n (x, y) pairs of (bs, seq_len) from one random stream, y = x shifted by one (as an LM loader gives them)."
@@ -267,35 +234,16 @@ def run_child(args):
 # --------------------------------------------------------------------------------------------------- the parent
 
 def spawn(task, impl, args):
-    tmp = tempfile.mkdtemp(prefix=f'awdbench-{impl}-{task}-')
-    result = os.path.join(tmp, 'result.json')
-    python = args.fastai_python if impl == 'fastai' else sys.executable
-    cmd = [python, os.path.abspath(__file__), '--impl', impl, '--task', task, '--result', result]
+    child = ['--task', task]
     for k in ('device', 'amp', 'vocab', 'bs', 'seq_len', 'clas_seq_len', 'max_len', 'doc_min', 'doc_max', 'n_class',
               'warmup', 'batches', 'seed'):
-        cmd += ['--' + k.replace('_', '-'), str(getattr(args, k))]
-    if args.ar_tar: cmd.append('--ar-tar')
-    env = dict(os.environ, FASTAI_HOME=os.path.join(tmp, 'fastai_home'), PYTHONDONTWRITEBYTECODE='1')
-    # ours is imported from the repository (the child's cwd is the temporary directory)
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if impl == 'ours': env['PYTHONPATH'] = repo + os.pathsep + env.get('PYTHONPATH', '')
-    t = time.perf_counter()
-    try:
-        p = subprocess.run(cmd, cwd=tmp, env=env, stdout=sys.stderr, stderr=sys.stderr)
-        if p.returncode != 0 or not os.path.exists(result):
-            return dict(impl=impl, task=task, error=f'child exited {p.returncode}')
-        with open(result) as f: res = json.load(f)
-        res['process_wall_s'] = time.perf_counter() - t
-        return res
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        child += ['--' + k.replace('_', '-'), str(getattr(args, k))]
+    if args.ar_tar: child.append('--ar-tar')
+    python = args.fastai_python if impl == 'fastai' else sys.executable
+    return run_in_child(__file__, impl, python, child, f'awdbench-{impl}-{task}-', dict(impl=impl, task=task))
 
 
-def _f(v, nd=1):
-    if v is None: return '-'
-    if isinstance(v, float): return f'{v:,.{nd}f}'
-    if isinstance(v, int): return f'{v:,}'
-    return str(v)
+def _f(v, nd=1): return fmt(v, nd)
 
 
 def summary(results):

@@ -45,34 +45,19 @@ Output: one JSON line per stage on stdout (and a machine-facts line first), then
 `--json-out FILE` writes everything as one JSON document, rewritten after every stage (so a long run that is
 cut off still leaves its finished stages there).
 """
-import argparse, gc, json, os, platform, resource, shutil, subprocess, sys, tempfile, time
+import argparse, gc, json, os, resource, sys, time
+
+from _common import cur_rss_mb as _cur_rss_mb, fmt as _f, loadavg as _loadavg, machine_facts, rss_mb as _rss_mb, run_child
 
 DATA = '/work/shared/data/imdb'
 SPLITS = ('train', 'test', 'unsup')
 STAGES = ('tokenize', 'lm', 'clas')
 
 
-def _rss_mb(who=resource.RUSAGE_SELF):
-    return resource.getrusage(who).ru_maxrss / 1024  # Linux: KiB
-
-
-def _cur_rss_mb():
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('VmRSS:'): return int(line.split()[1]) / 1024
-    except OSError: return None
-
-
 def _cpu_s():
     "CPU seconds (user+sys) of this process and of its reaped children."
     me, ch = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime, ch.ru_utime + ch.ru_stime
-
-
-def _loadavg():
-    try: return os.getloadavg()[0]
-    except OSError: return None
 
 
 def _reset_peak_rss():
@@ -92,22 +77,6 @@ def load_docs(data_dir, labelled_only, n_docs):
         idx = np.sort(np.random.RandomState(0).permutation(len(df))[:n_docs])
         df = df.iloc[idx].reset_index(drop=True)
     return df
-
-
-def machine_facts():
-    import importlib.metadata as md
-    facts = dict(python=platform.python_version(), platform=platform.platform(), machine=platform.machine(),
-                 cpu_count=os.cpu_count(), cpu_affinity=len(os.sched_getaffinity(0)))
-    try:
-        with open('/proc/cpuinfo') as f:
-            facts['cpu_model'] = next((l.split(':', 1)[1].strip() for l in f if l.startswith('model name')), None)
-        with open('/proc/meminfo') as f:
-            facts['mem_total_gb'] = round(int(f.readline().split()[1]) / 2**20, 1)
-    except OSError: pass
-    for pkg in ('ulmfit_learner', 'torch', 'spacy', 'pandas', 'numpy'):
-        try: facts[pkg] = md.version(pkg)
-        except md.PackageNotFoundError: facts[pkg] = None
-    return facts
 
 
 def run_stage(args):
@@ -219,32 +188,13 @@ def _time_batches(dl, n):
 
 
 def spawn(stage, args, impl, n_workers=None):
-    tmp = tempfile.mkdtemp(prefix=f'textbench-{impl}-{stage}-')
-    result = os.path.join(tmp, 'result.json')
+    child = ['--stage', stage, '--data-dir', os.path.abspath(args.data_dir), '--lm-batches', str(args.lm_batches),
+             '--clas-batches', str(args.clas_batches)]
+    if args.n_docs is not None: child += ['--n-docs', str(args.n_docs)]
+    if n_workers is not None: child += ['--n-workers', str(n_workers)]
     python = args.fastai_python if impl == 'fastai' else sys.executable
-    cmd = [python, os.path.abspath(__file__), '--impl', impl, '--stage', stage, '--result', result, '--data-dir',
-           os.path.abspath(args.data_dir), '--lm-batches', str(args.lm_batches), '--clas-batches', str(args.clas_batches)]
-    if args.n_docs is not None: cmd += ['--n-docs', str(args.n_docs)]
-    if n_workers is not None: cmd += ['--n-workers', str(n_workers)]
-    env = dict(os.environ, FASTAI_HOME=os.path.join(tmp, 'fastai_home'), PYTHONDONTWRITEBYTECODE='1')
-    t = time.perf_counter()
-    try:
-        # the child's own output (warnings, progress bars) goes to stderr, keeping stdout for results
-        p = subprocess.run(cmd, cwd=tmp, env=env, stdout=sys.stderr, stderr=sys.stderr)
-        if p.returncode != 0 or not os.path.exists(result):
-            return dict(impl=impl, stage=stage, n_docs_requested=args.n_docs, error=f'child exited {p.returncode}')
-        with open(result) as f: res = json.load(f)
-        res['process_wall_s'] = time.perf_counter() - t
-        return res
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _f(v, nd=2):
-    if v is None: return '-'
-    if isinstance(v, float): return f'{v:,.{nd}f}'
-    if isinstance(v, int): return f'{v:,}'
-    return str(v)
+    return run_child(__file__, impl, python, child, f'textbench-{impl}-{stage}-',
+                     dict(impl=impl, stage=stage, n_docs_requested=args.n_docs))
 
 
 def summary(results):
@@ -297,7 +247,7 @@ def main():
     if args.stage:
         return run_stage(args)
 
-    facts = machine_facts()
+    facts = machine_facts(('ulmfit_learner', 'torch', 'spacy', 'pandas', 'numpy'))
     print(json.dumps(dict(machine=facts)), flush=True)
     doc = dict(machine=facts, argv=sys.argv[1:], results=[])
     runs = [('ours', int(w)) for w in args.our_workers.split(',') if w.strip()]

@@ -60,6 +60,18 @@ def build_learner(path, kind: str = 'cls', dls=None, model=None, progress: bool 
     return learn
 
 
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+
+
+@pytest.fixture
+def one_thread():
+    "Tiny models run fastest on one thread (and very slowly with several on a busy machine)."
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_close_figures():
     "Every test starts from the same random state, and leaves no matplotlib figure open."

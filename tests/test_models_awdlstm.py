@@ -18,17 +18,11 @@ from ulmfit_learner.models.awdlstm import (AWD_LSTM, AWDLSTM, AWDLSTMConfig, Emb
 from ulmfit_learner.optimizer import Adam
 from ulmfit_learner.text.loaders import LMDataLoader
 
+from conftest import requires_cuda  # noqa: E402
+
 SMALL = dict(emb_sz=16, n_hid=32)
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Tiny models run fastest on one thread (and very slowly with several on a busy machine)."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+cuda = requires_cuda
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def small_lm(vocab_sz=30, drop_mult=1., **kw) -> LanguageModel:

@@ -15,17 +15,11 @@ from ulmfit_learner.models.classifier import (PoolingLinearClassifier, SentenceE
 from ulmfit_learner.optimizer import Adam
 from ulmfit_learner.text.loaders import SortedDataLoader
 
+from conftest import requires_cuda  # noqa: E402
+
 SMALL = dict(emb_sz=16, n_hid=32)
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Tiny models run fastest on one thread (and very slowly with several on a busy machine)."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+cuda = requires_cuda
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def small_clas(vocab_sz=40, n_class=3, seq_len=4, max_len=8, **kw) -> TextClassifier:

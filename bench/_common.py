@@ -1,0 +1,68 @@
+"""What the side-by-side benchmarks share: memory and load readings, machine facts, running one measurement in a
+fresh child process, and number formatting. Standard library only: fastai's virtualenv imports it too."""
+import json, os, platform, resource, shutil, subprocess, sys, tempfile, time
+
+
+def rss_mb(who=resource.RUSAGE_SELF):
+    "Peak resident memory (MB) of this process, or of its largest reaped child."
+    return resource.getrusage(who).ru_maxrss / 1024  # Linux: KiB
+
+
+def cur_rss_mb():
+    "Current resident memory (MB)."
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmRSS:'): return int(line.split()[1]) / 1024
+    except OSError: return None
+
+
+def loadavg():
+    try: return os.getloadavg()[0]
+    except OSError: return None
+
+
+def machine_facts(packages=('ulmfit_learner', 'torch')):
+    import importlib.metadata as md
+    facts = dict(python=platform.python_version(), platform=platform.platform(), machine=platform.machine(),
+                 cpu_count=os.cpu_count(), cpu_affinity=len(os.sched_getaffinity(0)))
+    try:
+        with open('/proc/cpuinfo') as f:
+            facts['cpu_model'] = next((l.split(':', 1)[1].strip() for l in f if l.startswith('model name')), None)
+        with open('/proc/meminfo') as f:
+            facts['mem_total_gb'] = round(int(f.readline().split()[1]) / 2**20, 1)
+    except OSError: pass
+    for pkg in packages:
+        try: facts[pkg] = md.version(pkg)
+        except md.PackageNotFoundError: facts[pkg] = None
+    return facts
+
+
+def run_child(script, impl, python, child_args, prefix, failure):
+    """Run `script --impl impl --result FILE *child_args` with `python` in a fresh empty temporary directory
+    (also FASTAI_HOME), and return the JSON it wrote plus `process_wall_s`; `failure` (a dict) if it failed."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    result = os.path.join(tmp, 'result.json')
+    cmd = [python, os.path.abspath(script), '--impl', impl, '--result', result, *child_args]
+    env = dict(os.environ, FASTAI_HOME=os.path.join(tmp, 'fastai_home'), PYTHONDONTWRITEBYTECODE='1')
+    # ours is imported from the repository (the child's cwd is the temporary directory)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(script)))
+    if impl == 'ours': env['PYTHONPATH'] = repo + os.pathsep + env.get('PYTHONPATH', '')
+    t = time.perf_counter()
+    try:
+        # the child's own output (warnings, progress bars) goes to stderr, keeping stdout for results
+        p = subprocess.run(cmd, cwd=tmp, env=env, stdout=sys.stderr, stderr=sys.stderr)
+        if p.returncode != 0 or not os.path.exists(result): return dict(failure, error=f'child exited {p.returncode}')
+        with open(result) as f: res = json.load(f)
+        res['process_wall_s'] = time.perf_counter() - t
+        return res
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fmt(v, nd=2):
+    "A table cell: '-' for None, thousands separators, `nd` decimals for floats."
+    if v is None: return '-'
+    if isinstance(v, float): return f'{v:,.{nd}f}'
+    if isinstance(v, int): return f'{v:,}'
+    return str(v)
