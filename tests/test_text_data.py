@@ -431,3 +431,11 @@ def test_custom_callable_tokenizer(trec_small):
     dls = TextDataLoaders.from_df(trec_small, text_col='text', label_col='label', seed=0, bs=16, min_freq=1,
                                   tok=lambda texts: [t.split() for t in texts], progress=False)
     assert '?' in dls.vocab.stoi and 'xxmaj' in dls.vocab.stoi
+
+
+def test_looking_at_a_batch_does_not_change_training(trec_small):
+    "one_batch and show_batch leave the loaders as they were: the next epoch's shuffle is the same."
+    kw = dict(text_col='text', label_col='label', seed=4, bs=16, progress=False)
+    a, b = TextDataLoaders.from_df(trec_small, **kw), TextDataLoaders.from_df(trec_small, **kw)
+    a.one_batch(); a.batch_frame(); a.batch_frame(a.valid)
+    for (xa, ya), (xb, yb) in zip(a.train, b.train): assert torch.equal(xa, xb) and torch.equal(ya, yb)

@@ -367,6 +367,14 @@ class DataBlock:
         dls.path, dls.items, dls.kept = Path(path), items, keep
         return dls
 
+# %% ../../nbs/13_text_data.ipynb #55ba5921
+def _peek(dl):
+    "The first batch of `dl`; a loader that counts its passes (epochs) is put back where it was."
+    epoch = getattr(dl, 'epoch', None)
+    try: return next(iter(dl))
+    finally:
+        if epoch is not None: dl.set_epoch(epoch)
+
 # %% ../../nbs/13_text_data.ipynb #1d733029
 class TextDataLoaders(DataLoaders):
     "Training and validation loaders over text, with `vocab`, `classes`, `test_dl` and `show_batch`."
@@ -377,6 +385,10 @@ class TextDataLoaders(DataLoaders):
 
     @property
     def tokenizer(self) -> Tokenizer: return self.text_block.tokenizer
+
+    def one_batch(self):
+        "The first training batch, without moving the loader on to its next epoch's shuffle."
+        return _peek(self.train)
 
     @property
     def pad_idx(self) -> int: return self.vocab.stoi['xxpad']
@@ -495,7 +507,7 @@ class TextDataLoaders(DataLoaders):
     def batch_frame(self, dl=None, max_n: int = 6, trunc_at: int = 150) -> pd.DataFrame:
         "The first batch of `dl` (default: training) as a DataFrame of decoded text (and labels), truncated."
         dl = self.train if dl is None else dl
-        b = next(iter(dl))
+        b = _peek(dl)
         x, y = b[0], (b[1] if len(b) > 1 else None)
         n = min(max_n, len(x))
         cut = lambda s: s if len(s) <= trunc_at else s[:trunc_at - 1] + '…'
