@@ -36,9 +36,9 @@ def test_every_public_module_name_is_reexported():
                 'CHECKPOINT_FORMAT', 'CANCEL_EXCEPTIONS', 'SuggestedLRs',
                 # text internals: token constants (SPECIAL_TOKENS lists them), file formats, helpers
                 'UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'REP', 'WREP', 'UP', 'MAJ', 'CACHE_FORMAT', 'FAKE_TOKEN',
-                'VOCAB_FORMAT', 'tokenwise', 'read_text_file', 'MEMO_SIZE', 'dropout_mask'}
+                'VOCAB_FORMAT', 'tokenwise', 'read_text_file', 'MEMO_SIZE', 'dropout_mask', 'ENCODER_FORMAT'}
     for mod in ['core', 'callback', 'optimizer', 'schedule', 'metrics', 'callbacks', 'learner', 'text.tokenize',
-                'text.vocab', 'text.loaders', 'text.data', 'models.awdlstm', 'models.classifier']:
+                'text.vocab', 'text.loaders', 'text.data', 'models.awdlstm', 'models.classifier', 'ulmfit']:
         m = importlib.import_module(f'ulmfit_learner.{mod}')
         missing = [n for n in m.__all__ if n not in ulmfit_learner.__all__ and n not in internal]
         assert not missing, f"ulmfit_learner.{mod} exports {missing} but the package does not"
