@@ -45,14 +45,9 @@ def _vocab_difference(saved: list, ours: list) -> str | None:
 
 class TextLearner(Learner):
     "A `Learner` for AWD-LSTM models that can save and load its encoder together with its vocab and config."
-    def _encoder_file(self, name) -> Path:
-        name = Path(name)
-        if name.suffix != '.pth': name = name.with_name(name.name + '.pth')
-        return name if name.is_absolute() else self.path / self.model_dir / name
-
     def save_encoder(self, name: str) -> Path:
         "Write the encoder's weights with the vocabulary and config to `path/model_dir/name.pth`."
-        enc, file = _encoder_of(self.model), self._encoder_file(name)
+        enc, file = _encoder_of(self.model), self._file(name)  # the same place as `save`
         file.parent.mkdir(parents=True, exist_ok=True)
         state = {'format': ENCODER_FORMAT, 'arch': type(enc).__name__, 'encoder': enc.state_dict(),
                  'vocab': list(self.dls.vocab), 'config': asdict(enc.config)}
@@ -63,7 +58,7 @@ class TextLearner(Learner):
 
     def load_encoder(self, name: str) -> 'TextLearner':
         "Load an encoder saved by `save_encoder`, after checking that its vocabulary and sizes are this model's."
-        file = self._encoder_file(name)
+        file = self._file(name)  # the same place as `save`
         if not file.exists(): raise FileNotFoundError(f"no encoder at {file} (save one with learn.save_encoder)")
         state = torch.load(file, map_location=self.device, weights_only=True)
         if not isinstance(state, dict) or state.get('format') != ENCODER_FORMAT:
