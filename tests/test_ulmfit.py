@@ -112,3 +112,18 @@ def test_gradual_unfreezing(dls_clas, tmp_path):
     assert trainable == [[False, False, False, True], [False, False, True, True], [False, True, True, True],
                          [True, True, True, True], [True, True, True, True]]
     assert all(p.requires_grad for p in learn.model.parameters()), "everything trainable after the fit"
+
+
+def test_fine_tune(dls_clas, tmp_path):
+    learn = quiet(text_classifier_learner(dls_clas, AWD_LSTM, config=SMALL, path=tmp_path))
+    frozen = []
+    class Watch(Callback):
+        def before_fit(self, learn): frozen.append(not learn.layer_groups[0][0].requires_grad)
+    learn.fine_tune(2, 1e-2, cbs=Watch())
+    assert frozen == [True, False], "first the last group alone, then everything"
+    n = len(dls_clas.train)
+    assert len(learn.recorder.lrs_by_group) == 2 * n, "the recorder holds the second fit"
+    peak = max(range(2 * n), key=lambda i: learn.recorder.lrs_by_group[i][-1])
+    lrs = learn.recorder.lrs_by_group[peak]
+    assert lrs[-1] == pytest.approx(1e-2)
+    for lo, hi in zip(lrs, lrs[1:]): assert hi / lo == pytest.approx(2.6), "discriminative: 2.6 between groups"

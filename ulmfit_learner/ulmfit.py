@@ -77,6 +77,16 @@ class TextLearner(Learner):
         enc.load_state_dict(state['encoder'])
         return self
 
+    def fine_tune(self, epochs: int, base_lr: float | None = None, freeze_epochs: int = 1, lr_ratio: float = 2.6,
+                  cbs=None) -> None:
+        "Train the last layer group for `freeze_epochs`, then everything for `epochs`, with STLR and lrs divided by `lr_ratio` per group."
+        base_lr = self.lr if base_lr is None else base_lr
+        if freeze_epochs > 0:
+            self.freeze()
+            self.fit_stlr(freeze_epochs, base_lr, cbs=cbs)
+        self.unfreeze()
+        self.fit_stlr(epochs, slice(base_lr / lr_ratio ** (len(self.layer_groups) - 1), base_lr), cbs=cbs)
+
 # %% ../nbs/30_ulmfit.ipynb #b3d4d3f5
 def language_model_learner(dls, arch=AWDLSTM, config: dict | None = None, drop_mult: float = 1., alpha: float = 2.,
                            beta: float = 1., metrics=None, lr: float = 4e-3, **kwargs) -> TextLearner:
