@@ -8,7 +8,8 @@ import torch
 
 from ulmfit_learner import AWD_LSTM, Callback, TextDataLoaders, set_seed
 from ulmfit_learner.callbacks import ProgressCallback
-from ulmfit_learner.ulmfit import GradualUnfreezing, language_model_learner, text_classifier_learner
+from ulmfit_learner.ulmfit import (GradualUnfreezing, bidirectional_preds, language_model_learner,
+                                   text_classifier_learner)
 
 DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
 SMALL = dict(emb_sz=16, n_hid=32, n_layers=2)
@@ -127,3 +128,20 @@ def test_fine_tune(dls_clas, tmp_path):
     lrs = learn.recorder.lrs_by_group[peak]
     assert lrs[-1] == pytest.approx(1e-2)
     for lo, hi in zip(lrs, lrs[1:]): assert hi / lo == pytest.approx(2.6), "discriminative: 2.6 between groups"
+
+
+def test_bidirectional_preds(trec, dls_clas, tmp_path):
+    bwd_dls = TextDataLoaders.from_df(trec, text_col='text', label_col='label', text_vocab=dls_clas.vocab, seed=0,
+                                      bs=16, backwards=True, progress=False)
+    set_seed(0)
+    fwd = quiet(text_classifier_learner(dls_clas, AWD_LSTM, config=SMALL, path=tmp_path))
+    bwd = quiet(text_classifier_learner(bwd_dls, AWD_LSTM, config=SMALL, path=tmp_path))
+    fwd.fit(1, 1e-2); bwd.fit(1, 1e-2)
+    probs, targs = bidirectional_preds(fwd, bwd)
+    (pf, tf), (pb, _) = fwd.get_preds(), bwd.get_preds()
+    assert torch.allclose(probs, (pf + pb) / 2) and torch.equal(targs, tf)
+    assert torch.allclose(probs.sum(1), torch.ones(len(probs)))
+    other = TextDataLoaders.from_df(trec, text_col='text', label_col='label', text_vocab=dls_clas.vocab, seed=1,
+                                    bs=16, backwards=True, progress=False)  # another split: other documents
+    with pytest.raises(ValueError, match='different documents or labels|same documents'):
+        bidirectional_preds(fwd, quiet(text_classifier_learner(other, AWD_LSTM, config=SMALL, path=tmp_path)))

@@ -21,7 +21,8 @@ from .text.tokenize import (DEFAULT_POST_RULES, DEFAULT_PRE_RULES, SPECIAL_TOKEN
                             SpacyTokenizer, TokenizedCorpus, Tokenizer, fix_html, join_fields, replace_all_caps,
                             replace_maj, replace_rep, replace_wrep, rm_useless_spaces, spec_add_spaces, tokenize_texts)
 from .text.vocab import Vocab
-from .ulmfit import GradualUnfreezing, TextLearner, language_model_learner, text_classifier_learner
+from .ulmfit import (GradualUnfreezing, TextLearner, bidirectional_preds, language_model_learner,
+                     text_classifier_learner)
 from .schedule import (LRFinder, ParamScheduler, combine_scheds, flat_cos_lr, minimum, one_cycle_lr, one_cycle_mom,
                        sched_cos, sched_exp, sched_lin, sched_no, sched_stlr, steep, stlr, valley)
 
@@ -58,5 +59,5 @@ __all__ = [
     'ModelResetter', 'RNNRegularizer', 'SentenceEncoder', 'masked_concat_pool', 'PoolingLinearClassifier',
     'TextClassifier', 'get_text_classifier', 'awd_lstm_clas_split', 'load_encoder',
     # ULMFiT learners
-    'TextLearner', 'language_model_learner', 'text_classifier_learner', 'GradualUnfreezing',
+    'TextLearner', 'language_model_learner', 'text_classifier_learner', 'GradualUnfreezing', 'bidirectional_preds',
 ]

@@ -22,7 +22,8 @@ from .models.classifier import awd_lstm_clas_split, get_text_classifier
 from .optimizer import Adam
 
 # %% auto #0
-__all__ = ['ENCODER_FORMAT', 'TextLearner', 'language_model_learner', 'text_classifier_learner', 'GradualUnfreezing']
+__all__ = ['ENCODER_FORMAT', 'TextLearner', 'language_model_learner', 'text_classifier_learner', 'GradualUnfreezing',
+           'bidirectional_preds']
 
 # %% ../nbs/30_ulmfit.ipynb #fe060bb9
 ENCODER_FORMAT = 'ulmfit_learner.encoder'
@@ -121,3 +122,16 @@ class GradualUnfreezing(Callback):
     run_on_preds = False
     def before_epoch(self, learn) -> None: learn.freeze_to(-(learn.epoch + 1))
     def after_fit(self, learn) -> None: learn.unfreeze()
+
+# %% ../nbs/30_ulmfit.ipynb #cb4c9b52
+def bidirectional_preds(fwd: Learner, bwd: Learner, dl_fwd=None, dl_bwd=None):
+    "Average the probabilities of a forward and a backward classifier on the same documents: `(probs, targets)`."
+    p_fwd, t_fwd = fwd.get_preds(dl=dl_fwd)
+    p_bwd, t_bwd = bwd.get_preds(dl=dl_bwd)
+    if p_fwd.shape != p_bwd.shape:
+        raise ValueError(f"the two classifiers predict {tuple(p_fwd.shape)} and {tuple(p_bwd.shape)}: they must see the "
+                         "same documents with the same classes")
+    if t_fwd is not None and t_bwd is not None and not torch.equal(t_fwd, t_bwd):
+        raise ValueError("the forward and backward loaders hold different documents or labels (the targets differ); "
+                         "build both with the same data, split and seed, one of them with backwards=True")
+    return (p_fwd + p_bwd) / 2, t_fwd
