@@ -9,18 +9,27 @@ import pytest
 from ulmfit_learner.cli import main
 
 
-def test_demo_prints_a_metrics_table(capsys):
-    assert main(['demo', '--epochs', '2', '--device', 'cpu']) == 0
+def test_demo_prints_the_metrics_tables(capsys):
+    assert main(['demo', '--lm-epochs', '1', '--clas-epochs', '1', '--n-docs', '500', '--device', 'cpu']) == 0
     out = capsys.readouterr().out
-    assert 'train_loss' in out and 'valid_loss' in out and 'accuracy' in out
-    assert 'final validation accuracy' in out
+    assert 'Stage 1' in out and 'perplexity' in out, "the language model's table"
+    assert 'Stage 2' in out and out.count('train_loss') >= 3, "and the classifier's tables"
+    assert 'final validation accuracy' in out and 'test accuracy' in out
 
 
-def test_demo_learns_the_spirals(capsys):
+def test_default_demo_learns_trec6(capsys):
+    "The README's first command: the full demo classifies TREC-6 questions well above chance (0.23)."
     main(['demo', '--device', 'cpu'])
     out = capsys.readouterr().out
-    acc = float(out.rsplit('final validation accuracy:', 1)[1].split()[0])
-    assert acc > 0.8, f"the default demo should separate the spirals, got accuracy {acc}"
+    acc = float(out.rsplit('test accuracy (the 500 official TREC-6 test questions):', 1)[1].split()[0])
+    assert acc > 0.7, f"the default demo should reach a test accuracy above 0.7, got {acc}"
+
+
+def test_shipped_data():
+    from ulmfit_learner.cli import trec6
+    train, test = trec6('train'), trec6('test')
+    assert len(train) == 5452 and len(test) == 500 and list(train.columns) == ['text', 'label']
+    assert sorted(train.label.unique()) == ['ABBR', 'DESC', 'ENTY', 'HUM', 'LOC', 'NUM']
 
 
 def test_command_line_entry_point():

@@ -439,3 +439,11 @@ def test_looking_at_a_batch_does_not_change_training(trec_small):
     a, b = TextDataLoaders.from_df(trec_small, **kw), TextDataLoaders.from_df(trec_small, **kw)
     a.one_batch(); a.batch_frame(); a.batch_frame(a.valid)
     for (xa, ya), (xb, yb) in zip(a.train, b.train): assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_small_lm_validation_set_uses_fewer_streams(trec_small):
+    dls = TextDataLoaders.from_df(trec_small.head(300), text_col='text', is_lm=True, valid_pct=0.05, seed=0, bs=32,
+                                  seq_len=40, progress=False)
+    assert dls.train.bs == 32 and 1 <= dls.valid.bs < 32
+    x, y = next(iter(dls.valid))
+    assert x.shape[1] == 40

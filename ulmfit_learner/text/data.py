@@ -402,7 +402,9 @@ class TextDataLoaders(DataLoaders):
                 return LMDataLoader(i, o, bs=b, seq_len=tb.seq_len, shuffle=shuffle, seed=seed,
                                     backwards=tb.backwards, vary_seq_len=tb.vary_seq_len and shuffle)
             trn = lm(train, True, bs)
-            val = lm(valid, False, val_bs) if len(valid) else None
+            # a small validation set may not fill val_bs streams: use fewer (the error stays for training)
+            n_valid_tokens = int((offsets[valid + 1] - offsets[valid]).sum()) if len(valid) else 0
+            val = lm(valid, False, max(1, min(val_bs, (n_valid_tokens - 1) // tb.seq_len))) if len(valid) else None
         else:
             pad = vocab.stoi['xxpad']
             def clas(idx, shuffle, b):
