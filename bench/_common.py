@@ -66,3 +66,10 @@ def fmt(v, nd=2):
     if isinstance(v, float): return f'{v:,.{nd}f}'
     if isinstance(v, int): return f'{v:,}'
     return str(v)
+
+
+def md_table(headers, rows, n_text=2):
+    "A markdown table: the first `n_text` columns left-aligned, the rest right-aligned; short rows padded."
+    line = lambda cells: '| ' + ' | '.join(list(cells) + [''] * (len(headers) - len(cells))) + ' |'
+    sep = '|' + '|'.join('---' if i < n_text else '---:' for i in range(len(headers))) + '|'
+    return '\n'.join([line(headers), sep, *map(line, rows)])

@@ -64,7 +64,8 @@ tables; `--json-out FILE` writes everything as one JSON document (rewritten afte
 """
 import argparse, json, os, sys, time
 
-from _common import cur_rss_mb as _cur_rss_mb, fmt, loadavg as _loadavg, machine_facts, rss_mb as _rss_mb, run_child as run_in_child
+from _common import (cur_rss_mb as _cur_rss_mb, fmt, loadavg as _loadavg, machine_facts, md_table, rss_mb as _rss_mb,
+                     run_child as run_in_child)
 
 TASKS = ('lm', 'clas')
 IMPLS = ('ours', 'fastai')
@@ -247,30 +248,28 @@ def _f(v, nd=1): return fmt(v, nd)
 
 
 def summary(results):
-    rows = ['| impl | task | device/amp | threads | tokens/step | ms/step mean | median | min | max | tokens/s | '
-            'peak RSS MB | GPU peak MB | load before/after |',
-            '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+    headers = ['impl', 'task', 'device/amp', 'threads', 'tokens/step', 'ms/step mean', 'median', 'min', 'max', 'tokens/s',
+               'peak RSS MB', 'GPU peak MB', 'load before/after']
+    rows = []
     for r in results:
-        if 'error' in r:
-            rows.append(f"| {r['impl']} | {r['task']} | {r['error']} | | | | | | | | | | |"); continue
-        rows.append('| ' + ' | '.join([
-            r['impl'], r['task'], f"{r['device']}/{r['amp']}", _f(r['torch_threads']), _f(r['tokens_per_batch_mean'], 0),
-            _f(r['ms_mean']), _f(r['ms_median']), _f(r['ms_min']), _f(r['ms_max']), _f(r['tokens_per_s'], 0),
-            _f(r['peak_rss_mb'], 0), _f(r.get('cuda_peak_alloc_mb'), 0),
-            f"{_f(r['loadavg1_before'], 2)}/{_f(r['loadavg1_after'], 2)}"]) + ' |')
-    return '\n'.join(rows)
+        if 'error' in r: rows.append([r['impl'], r['task'], r['error']]); continue
+        rows.append([r['impl'], r['task'], f"{r['device']}/{r['amp']}", _f(r['torch_threads']),
+                     _f(r['tokens_per_batch_mean'], 0), _f(r['ms_mean']), _f(r['ms_median']), _f(r['ms_min']),
+                     _f(r['ms_max']), _f(r['tokens_per_s'], 0), _f(r['peak_rss_mb'], 0),
+                     _f(r.get('cuda_peak_alloc_mb'), 0), f"{_f(r['loadavg1_before'], 2)}/{_f(r['loadavg1_after'], 2)}"])
+    return md_table(headers, rows, n_text=3)
 
 
 def ratios(results):
     ok = {(r['impl'], r['task']): r for r in results if 'error' not in r}
-    rows = ['| task | tokens/s ours / fastai | ms/step (mean) fastai / ours | peak RSS ours / fastai MB |',
-            '|---|---:|---:|---:|']
+    rows = []
     for task in TASKS:
         o, f = ok.get(('ours', task)), ok.get(('fastai', task))
         if o is None or f is None: continue
-        rows.append(f"| {task} | {o['tokens_per_s'] / f['tokens_per_s']:.2f}x | {f['ms_mean'] / o['ms_mean']:.2f}x | "
-                    f"{o['peak_rss_mb']:,.0f} / {f['peak_rss_mb']:,.0f} |")
-    return '\n'.join(rows)
+        rows.append([task, f"{o['tokens_per_s'] / f['tokens_per_s']:.2f}x", f"{f['ms_mean'] / o['ms_mean']:.2f}x",
+                     f"{o['peak_rss_mb']:,.0f} / {f['peak_rss_mb']:,.0f}"])
+    return md_table(['task', 'tokens/s ours / fastai', 'ms/step (mean) fastai / ours', 'peak RSS ours / fastai MB'],
+                    rows, n_text=1)
 
 
 def main():

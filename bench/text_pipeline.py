@@ -47,7 +47,7 @@ cut off still leaves its finished stages there).
 """
 import argparse, gc, json, os, resource, sys, time
 
-from _common import cur_rss_mb as _cur_rss_mb, fmt as _f, loadavg as _loadavg, machine_facts, rss_mb as _rss_mb, run_child
+from _common import cur_rss_mb as _cur_rss_mb, fmt as _f, loadavg as _loadavg, machine_facts, md_table, rss_mb as _rss_mb, run_child
 
 DATA = '/work/shared/data/imdb'
 SPLITS = ('train', 'test', 'unsup')
@@ -198,35 +198,34 @@ def spawn(stage, args, impl, n_workers=None):
 
 
 def summary(results):
-    rows = ['| impl | stage | docs | wall s | docs/s | tokens/s | first batch s | mean batch ms | batches | '
-            'base RSS MB | stage peak RSS MB | peak over base MB | peak RSS children MB | CPU s (self+children) | load before/after |',
-            '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+    headers = ['impl', 'stage', 'docs', 'wall s', 'docs/s', 'tokens/s', 'first batch s', 'mean batch ms', 'batches',
+               'base RSS MB', 'stage peak RSS MB', 'peak over base MB', 'peak RSS children MB', 'CPU s (self+children)',
+               'load before/after']
+    rows = []
     for r in results:
-        if 'error' in r:
-            rows.append(f"| {r['impl']} | {r['stage']} | - | {r['error']} | | | | | | | | | | | |"); continue
+        if 'error' in r: rows.append([r['impl'], r['stage'], '-', r['error']]); continue
         mb = r.get('mean_batch_s')
         impl = r['impl'] + (f" (w={r['n_workers']})" if 'n_workers' in r else '')
-        rows.append('| ' + ' | '.join([
-            impl, r['stage'], _f(r['n_docs']), _f(r['wall_s']), _f(r.get('docs_per_s'), 0), _f(r.get('tokens_per_s'), 0),
-            _f(r.get('first_batch_s'), 3), _f(mb * 1000 if mb else None), _f(r.get('train_batches')),
-            _f(r['base_rss_mb'], 0), _f(r['peak_rss_mb'], 0), _f(r['peak_rss_over_base_mb'], 0),
-            _f(r['peak_rss_children_mb'], 0), _f(r['cpu_self_s'] + r['cpu_children_s'], 1),
-            f"{_f(r['loadavg1_before'])}/{_f(r['loadavg1_after'])}"]) + ' |')
-    return '\n'.join(rows)
+        rows.append([impl, r['stage'], _f(r['n_docs']), _f(r['wall_s']), _f(r.get('docs_per_s'), 0),
+                     _f(r.get('tokens_per_s'), 0), _f(r.get('first_batch_s'), 3), _f(mb * 1000 if mb else None),
+                     _f(r.get('train_batches')), _f(r['base_rss_mb'], 0), _f(r['peak_rss_mb'], 0),
+                     _f(r['peak_rss_over_base_mb'], 0), _f(r['peak_rss_children_mb'], 0),
+                     _f(r['cpu_self_s'] + r['cpu_children_s'], 1), f"{_f(r['loadavg1_before'])}/{_f(r['loadavg1_after'])}"])
+    return md_table(headers, rows)
 
 
 def ratios(results):
     "Ours against fastai, stage by stage: throughput (docs/s) and peak RSS over the base."
     fa = {r['stage']: r for r in results if r.get('impl') == 'fastai' and 'error' not in r}
-    rows = ['| ours | stage | docs/s ours / fastai | CPU s fastai / ours | peak RSS over base: ours / fastai MB |',
-            '|---|---|---:|---:|---:|']
+    rows = []
     for r in results:
         if r.get('impl') != 'ours' or 'error' in r or r['stage'] not in fa: continue
         f = fa[r['stage']]
         cpu_o, cpu_f = r['cpu_self_s'] + r['cpu_children_s'], f['cpu_self_s'] + f['cpu_children_s']
-        rows.append(f"| w={r.get('n_workers')} | {r['stage']} | {r['docs_per_s'] / f['docs_per_s']:.2f}x | "
-                    f"{cpu_f / cpu_o:.2f}x | {r['peak_rss_over_base_mb']:,.0f} / {f['peak_rss_over_base_mb']:,.0f} |")
-    return '\n'.join(rows)
+        rows.append([f"w={r.get('n_workers')}", r['stage'], f"{r['docs_per_s'] / f['docs_per_s']:.2f}x",
+                     f"{cpu_f / cpu_o:.2f}x", f"{r['peak_rss_over_base_mb']:,.0f} / {f['peak_rss_over_base_mb']:,.0f}"])
+    return md_table(['ours', 'stage', 'docs/s ours / fastai', 'CPU s fastai / ours',
+                     'peak RSS over base: ours / fastai MB'], rows)
 
 
 def main():

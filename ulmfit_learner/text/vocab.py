@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tokenize import SPECIAL_TOKENS
+from .tokenize import SPECIAL_TOKENS, _round_up8
 
 # %% auto #0
 __all__ = ['FAKE_TOKEN', 'VOCAB_FORMAT', 'Vocab']
@@ -23,8 +23,6 @@ FAKE_TOKEN = 'xxfake'  # fills the vocabulary up to a multiple of 8; never produ
 VOCAB_FORMAT = 1  # bump when the layout of saved vocab files changes
 
 # %% ../../nbs/11_text_vocab.ipynb #2fb30b8e
-def _round_up8(n: int) -> int: return -(-n // 8) * 8
-
 def _merge_counts(tokens, counts) -> dict[str, int]:
     "One count per distinct token, from a token -> count mapping or from aligned `tokens` and `counts`."
     if counts is None:
