@@ -5,7 +5,8 @@ from .callback import (EVENTS, Callback, CallbackError, CancelBatch, CancelEpoch
                        CancelValidate)
 from .callbacks import (CheckpointCallback, CSVLogger, EarlyStoppingCallback, GradientClip, ProgressCallback,
                         Recorder, SaveModelCallback, TerminateOnNaN, TrackerCallback)
-from .core import DataLoaders, default_device, get_rng_state, set_rng_state, set_seed, to_detach, to_device
+from .core import (DataLoaders, default_device, get_rng_state, peek_batch, set_rng_state, set_seed, to_detach,
+                   to_device)
 from .learner import Learner, single_group
 from .metrics import AvgLoss, AvgMetric, F1Score, Metric, Perplexity, accuracy, error_rate
 from .models.awdlstm import (AWD_LSTM, AWDLSTM, AWDLSTMConfig, EmbeddingDropout, FlattenedCrossEntropy, LanguageModel,
@@ -29,7 +30,7 @@ from .schedule import (LRFinder, ParamScheduler, combine_scheds, flat_cos_lr, mi
 # The public names, listed by hand so that `from ulmfit_learner import *` gives exactly this list.
 __all__ = [
     # core
-    'set_seed', 'default_device', 'to_device', 'to_detach', 'get_rng_state', 'set_rng_state', 'DataLoaders',
+    'set_seed', 'default_device', 'to_device', 'to_detach', 'get_rng_state', 'set_rng_state', 'DataLoaders', 'peek_batch',
     # callback contract
     'EVENTS', 'Callback', 'CallbackError', 'CancelFit', 'CancelEpoch', 'CancelTrain', 'CancelValidate', 'CancelBatch',
     # optimizers

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['set_seed', 'get_rng_state', 'set_rng_state', 'default_device', 'to_device', 'to_detach', 'listify', 'DataLoaders']
+__all__ = ['set_seed', 'get_rng_state', 'set_rng_state', 'default_device', 'to_device', 'to_detach', 'listify', 'peek_batch',
+           'DataLoaders']
 
 # %% ../nbs/00_core.ipynb #a8b8b7c6
 def set_seed(seed: int, deterministic: bool = False) -> None:
@@ -85,6 +86,13 @@ def listify(o) -> list:
     return [o]
 
 # %% ../nbs/00_core.ipynb #99f74dd9
+def peek_batch(dl):
+    "The first batch of `dl`; a loader with `epoch`/`set_epoch` (a per-epoch shuffle) is put back at its epoch."
+    epoch = getattr(dl, 'epoch', None)
+    try: return next(iter(dl))
+    finally:
+        if epoch is not None and hasattr(dl, 'set_epoch'): dl.set_epoch(epoch)
+
 class DataLoaders:
     "A training loader and a validation loader (which may be `None`), yielding `(*inputs, target)` batches."
     def __init__(self, train, valid=None, device: torch.device | str | None = None, n_inp: int = 1):
@@ -101,8 +109,8 @@ class DataLoaders:
     def __len__(self) -> int: return len(self.loaders)
 
     def one_batch(self):
-        "The first batch of the training loader."
-        return next(iter(self.train))
+        "The first batch of the training loader (a loader that counts its epochs stays where it was)."
+        return peek_batch(self.train)
 
     def __repr__(self) -> str:
         sizes = ', '.join(f'{name}: {len(dl)} batches' for name, dl in zip(('train', 'valid'), self.loaders))

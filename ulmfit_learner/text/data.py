@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core import DataLoaders
+from ..core import DataLoaders, peek_batch
 from .loaders import LMDataLoader, SortedDataLoader
 from .tokenize import Tokenizer, join_fields, tokenize_texts
 from .tokenize import _is_missing as _missing  # NaN, None, pandas' NA: one definition
@@ -364,16 +364,9 @@ class DataBlock:
         if seed is None: seed = int(torch.randint(0, 2**31 - 1, ()).item())
         dls = TextDataLoaders._build(ids, corpus.offsets, train, valid, labels, vocab, tb, yb, bs=bs,
                                      val_bs=val_bs, seed=seed, device=device)
-        dls.path, dls.items, dls.kept = Path(path), items, keep
+        dls.path = Path(path)
+        dls.train_idx, dls.valid_idx = keep[train], keep[valid]  # positions in the source, whatever was dropped
         return dls
-
-# %% ../../nbs/13_text_data.ipynb #55ba5921
-def _peek(dl):
-    "The first batch of `dl`; a loader that counts its passes (epochs) is put back where it was."
-    epoch = getattr(dl, 'epoch', None)
-    try: return next(iter(dl))
-    finally:
-        if epoch is not None: dl.set_epoch(epoch)
 
 # %% ../../nbs/13_text_data.ipynb #1d733029
 class TextDataLoaders(DataLoaders):
@@ -386,9 +379,6 @@ class TextDataLoaders(DataLoaders):
     @property
     def tokenizer(self) -> Tokenizer: return self.text_block.tokenizer
 
-    def one_batch(self):
-        "The first training batch, without moving the loader on to its next epoch's shuffle."
-        return _peek(self.train)
 
     @property
     def pad_idx(self) -> int: return self.vocab.stoi['xxpad']
@@ -399,12 +389,10 @@ class TextDataLoaders(DataLoaders):
         if tb.is_lm:
             def lm(idx, shuffle, b):
                 i, o = _take_docs(ids, offsets, idx)
-                return LMDataLoader(i, o, bs=b, seq_len=tb.seq_len, shuffle=shuffle, seed=seed,
-                                    backwards=tb.backwards, vary_seq_len=tb.vary_seq_len and shuffle)
+                return LMDataLoader(i, o, bs=b, seq_len=tb.seq_len, shuffle=shuffle, seed=seed, backwards=tb.backwards,
+                                    vary_seq_len=tb.vary_seq_len and shuffle, clip_bs=not shuffle)
             trn = lm(train, True, bs)
-            # a small validation set may not fill val_bs streams: use fewer (the error stays for training)
-            n_valid_tokens = int((offsets[valid + 1] - offsets[valid]).sum()) if len(valid) else 0
-            val = lm(valid, False, max(1, min(val_bs, (n_valid_tokens - 1) // tb.seq_len))) if len(valid) else None
+            val = lm(valid, False, val_bs) if len(valid) else None
         else:
             pad = vocab.stoi['xxpad']
             def clas(idx, shuffle, b):
@@ -414,7 +402,7 @@ class TextDataLoaders(DataLoaders):
             val = clas(valid, False, val_bs) if len(valid) else None
         classes = None if yb is None else list(yb.classes)
         dls = cls(trn, val, vocab=vocab, classes=classes, is_lm=tb.is_lm, text_block=tb, y_block=yb, device=device)
-        dls.train_idx, dls.valid_idx, dls.bs, dls.val_bs = train, valid, bs, val_bs
+        dls.bs, dls.val_bs = bs, val_bs
         return dls
 
     # ---- the one-call doors ----------------------------------------------------------------------------------------
@@ -430,13 +418,10 @@ class TextDataLoaders(DataLoaders):
         tb = TextBlock.from_df(text_col, vocab=text_vocab, is_lm=is_lm, seq_len=seq_len, backwards=backwards,
                                min_freq=min_freq, max_vocab=max_vocab, tok=tok, n_workers=n_workers,
                                cache_dir=cache_dir, vary_seq_len=vary_seq_len)
-        ColReader(text_col)._check(df)
         blocks, get_y = (tb,), None
-        if not is_lm:
+        if not is_lm:  # the target block splits `label_delim` strings itself
             get_y = ColReader(label_col)
-            get_y._check(df)
             blocks = (tb, MultiCategoryBlock(label_delim=label_delim) if label_delim is not None else CategoryBlock())
-            if label_delim is not None: get_y = ColReader(label_col, label_delim=label_delim)
         splitter = ColSplitter(valid_col) if valid_col is not None else RandomSplitter(valid_pct, seed)
         return DataBlock(blocks, get_y=get_y, splitter=splitter).dataloaders(
             df, path=path, bs=bs, val_bs=val_bs, seed=seed, drop_empty=drop_empty, progress=progress, device=device)
@@ -488,9 +473,9 @@ class TextDataLoaders(DataLoaders):
         corpus = tokenize_texts(prepared, tb.tokenizer, n_workers=0, progress=progress)
         ids = self.vocab.remap(corpus.tokens)[corpus.ids]
         bs = bs if bs is not None else (self.val_bs if hasattr(self, 'val_bs') else 64)
-        if self.is_lm:  # as many streams as the text fills (a short text cannot fill a training-size batch)
-            bs = max(1, min(bs, (len(ids) - 1) // tb.seq_len))
-            return LMDataLoader(ids, corpus.offsets, bs=bs, seq_len=tb.seq_len, shuffle=False, backwards=tb.backwards)
+        if self.is_lm:
+            return LMDataLoader(ids, corpus.offsets, bs=bs, seq_len=tb.seq_len, shuffle=False, backwards=tb.backwards,
+                                clip_bs=True)
         if tb.backwards: ids, _ = _take_docs(ids, corpus.offsets, np.arange(len(corpus)), reverse=True)
         y = None
         if labels is not None:
@@ -509,7 +494,7 @@ class TextDataLoaders(DataLoaders):
     def batch_frame(self, dl=None, max_n: int = 6, trunc_at: int = 150) -> pd.DataFrame:
         "The first batch of `dl` (default: training) as a DataFrame of decoded text (and labels), truncated."
         dl = self.train if dl is None else dl
-        b = _peek(dl)
+        b = peek_batch(dl)
         x, y = b[0], (b[1] if len(b) > 1 else None)
         n = min(max_n, len(x))
         cut = lambda s: s if len(s) <= trunc_at else s[:trunc_at - 1] + '…'

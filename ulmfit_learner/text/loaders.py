@@ -60,13 +60,16 @@ class _EpochLoader:
 class LMDataLoader(_EpochLoader):
     "Language-model batches `(x, y)` of shape `(bs, seq_len)`: `bs` rows of one stream of documents, `y` = `x` shifted by one."
     def __init__(self, ids: np.ndarray, offsets: np.ndarray, bs: int = 64, seq_len: int = 72, shuffle: bool = False,
-                 seed: int | None = None, backwards: bool = False, vary_seq_len: bool = False, device=None):
+                 seed: int | None = None, backwards: bool = False, vary_seq_len: bool = False, device=None,
+                 clip_bs: bool = False):
         self.ids, self.offsets = _check_corpus(ids, offsets)
         if bs < 1 or seq_len < 1: raise ValueError(f"bs and seq_len must be at least 1, got bs={bs}, seq_len={seq_len}")
         self.bs, self.seq_len, self.backwards, self.vary_seq_len = int(bs), int(seq_len), backwards, vary_seq_len
         self.n_docs, self.n_tokens = len(self.offsets) - 1, int(self.offsets[-1] - self.offsets[0])
         if self.n_tokens == 0:
             raise ValueError(f"the corpus is empty ({self.n_docs} documents, 0 tokens): there is nothing to model")
+        # a small validation or test text may not fill bs streams: with clip_bs it gets fewer (training keeps the error)
+        if clip_bs: self.bs = max(1, min(self.bs, (self.n_tokens - 1) // self.seq_len))
         self.row_len = (self.n_tokens - 1) // self.bs  # input tokens per row and epoch
         if self.row_len < self.seq_len:
             fit_bs = (self.n_tokens - 1) // self.seq_len
