@@ -5,7 +5,7 @@ from .callback import (EVENTS, Callback, CallbackError, CancelBatch, CancelEpoch
                        CancelValidate)
 from .callbacks import (CheckpointCallback, CSVLogger, EarlyStoppingCallback, GradientClip, ProgressCallback,
                         Recorder, SaveModelCallback, TerminateOnNaN, TrackerCallback)
-from .core import (DataLoaders, default_device, get_rng_state, peek_batch, set_rng_state, set_seed, to_detach,
+from .core import (DataLoaders, atomic_write, default_device, get_rng_state, peek_batch, set_rng_state, set_seed, to_detach,
                    to_device)
 from .learner import Learner, single_group
 from .metrics import AvgLoss, AvgMetric, F1Score, Metric, Perplexity, accuracy, error_rate
@@ -30,7 +30,7 @@ from .schedule import (LRFinder, ParamScheduler, combine_scheds, flat_cos_lr, mi
 # The public names, listed by hand so that `from ulmfit_learner import *` gives exactly this list.
 __all__ = [
     # core
-    'set_seed', 'default_device', 'to_device', 'to_detach', 'get_rng_state', 'set_rng_state', 'DataLoaders', 'peek_batch',
+    'set_seed', 'default_device', 'to_device', 'to_detach', 'get_rng_state', 'set_rng_state', 'DataLoaders', 'peek_batch', 'atomic_write',
     # callback contract
     'EVENTS', 'Callback', 'CallbackError', 'CancelFit', 'CancelEpoch', 'CancelTrain', 'CancelValidate', 'CancelBatch',
     # optimizers

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .callback import Callback, CancelFit
+from .core import atomic_write
 from .metrics import AvgLoss
 from .optimizer import get_hyper
 
@@ -306,11 +307,8 @@ class CSVLogger(Callback):
     run_on_preds = False
     def __init__(self, fname: str = 'history.csv'): self.fname = fname
     def after_epoch(self, learn) -> None:
-        path = Path(learn.path) / self.fname
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + '.tmp')
-        learn.recorder.history.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        csv = learn.recorder.history.to_csv(index=False).encode('utf-8')
+        atomic_write(Path(learn.path) / self.fname, lambda f: f.write(csv))
 
 class CheckpointCallback(Callback):
     "Save a resumable checkpoint (`models/{fname}.pth`) every `every` epochs."

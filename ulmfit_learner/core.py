@@ -7,15 +7,18 @@ Docs: https://ulmfit-learner.github.io/ulmfit_learner/core.html.md"""
 # %% ../nbs/00_core.ipynb #2db0a2ac
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['set_seed', 'get_rng_state', 'set_rng_state', 'default_device', 'to_device', 'to_detach', 'listify', 'peek_batch',
-           'DataLoaders']
+__all__ = ['set_seed', 'get_rng_state', 'set_rng_state', 'default_device', 'to_device', 'to_detach', 'listify', 'atomic_write',
+           'peek_batch', 'DataLoaders']
 
 # %% ../nbs/00_core.ipynb #a8b8b7c6
 def set_seed(seed: int, deterministic: bool = False) -> None:
@@ -84,6 +87,20 @@ def listify(o) -> list:
     if isinstance(o, (str, bytes, torch.Tensor, Mapping)): return [o]
     if isinstance(o, Sequence) or hasattr(o, '__iter__'): return list(o)
     return [o]
+
+# %% ../nbs/00_core.ipynb #673d046c
+def atomic_write(path, write: Callable) -> Path:
+    "Create `path` by calling `write(f)` on a binary file, atomically: a failed write leaves the old file as it was."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f: write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp): os.remove(tmp)
+        raise
+    return path
 
 # %% ../nbs/00_core.ipynb #99f74dd9
 def peek_batch(dl):

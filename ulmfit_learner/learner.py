@@ -22,7 +22,8 @@ from torch.utils.data import BatchSampler, DataLoader, IterableDataset, RandomSa
 from .callback import (Callback, CallbackError, CancelBatch, CancelEpoch, CancelFit, CancelTrain,
                                      CancelValidate, CANCEL_EXCEPTIONS, EVENTS)
 from .callbacks import ProgressCallback, Recorder, TerminateOnNaN
-from .core import default_device, get_rng_state, listify, set_rng_state, to_detach, to_device
+from .core import (atomic_write, default_device, get_rng_state, listify, set_rng_state, to_detach,
+                                 to_device)
 from .metrics import as_metric
 from .optimizer import Adam, group_lrs, set_hyper
 from .schedule import (LRFinder, ParamScheduler, flat_cos_lr, one_cycle_lr, one_cycle_mom, plot_lr_find,
@@ -481,9 +482,7 @@ class Learner:
                  'rng': get_rng_state()}
         if with_opt and self.opt is not None: state['opt'] = self.opt.state_dict()
         if self.scaler is not None: state['scaler'] = self.scaler.state_dict()
-        tmp = file.with_name(file.name + '.tmp')
-        torch.save(state, tmp)
-        os.replace(tmp, file)  # a crash during the save leaves the previous file intact
+        atomic_write(file, lambda f: torch.save(state, f))  # a crash during the save leaves the previous file intact
         return file
 
     def _read(self, name) -> dict:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .callback import Callback
+from .core import atomic_write
 from .learner import Learner
 from .models.awdlstm import (AWDLSTM, ModelResetter, RNNRegularizer, awd_lstm_lm_split,
                                            get_language_model, lm_loss)
@@ -52,9 +53,7 @@ class TextLearner(Learner):
         file.parent.mkdir(parents=True, exist_ok=True)
         state = {'format': ENCODER_FORMAT, 'arch': type(enc).__name__, 'encoder': enc.state_dict(),
                  'vocab': list(self.dls.vocab), 'config': asdict(enc.config)}
-        tmp = file.with_name(file.name + '.tmp')
-        torch.save(state, tmp)
-        os.replace(tmp, file)  # a crash while saving leaves the previous file whole
+        atomic_write(file, lambda f: torch.save(state, f))
         return file
 
     def load_encoder(self, name: str) -> 'TextLearner':

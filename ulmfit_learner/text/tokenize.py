@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core import atomic_write
+
 # %% auto #0
 __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'REP', 'WREP', 'UP', 'MAJ', 'SPECIAL_TOKENS', 'DEFAULT_PRE_RULES',
            'DEFAULT_POST_RULES', 'MEMO_SIZE', 'CACHE_FORMAT', 'fix_html', 'replace_rep', 'replace_wrep',
@@ -92,23 +94,23 @@ def tokenwise(rule: Callable) -> Callable:
     rule.tokenwise = True
     return rule
 
+def _mark(tokens: list[str], marker: str, test: Callable, other: Callable) -> list[str]:
+    "`marker` + the lower-cased token before every token of 2+ characters that passes `test`; `other(t)` for the rest."
+    res = []
+    for t in tokens:
+        if len(t) > 1 and test(t): res += [marker, t.lower()]
+        else: res.append(other(t))
+    return res
+
 @tokenwise
 def replace_all_caps(tokens: list[str]) -> list[str]:
     "`xxup` + the lower-cased token before every all-caps token of 2+ characters."
-    res = []
-    for t in tokens:
-        if len(t) > 1 and t.isupper(): res += [UP, t.lower()]
-        else: res.append(t)
-    return res
+    return _mark(tokens, UP, str.isupper, str)
 
 @tokenwise
 def replace_maj(tokens: list[str]) -> list[str]:
     "`xxmaj` + the lower-cased token before every capitalised token of 2+ characters; all tokens lower-cased."
-    res = []
-    for t in tokens:
-        if len(t) > 1 and t[0].isupper() and t[1:].islower(): res += [MAJ, t.lower()]
-        else: res.append(t.lower())
-    return res
+    return _mark(tokens, MAJ, lambda t: t[0].isupper() and t[1:].islower(), str.lower)
 
 DEFAULT_POST_RULES = [replace_all_caps, replace_maj]
 
@@ -529,14 +531,7 @@ class _ChunkCache:
               and int(lengths.sum()) == len(ids) and (len(ids) == 0 or 0 <= ids.min() <= ids.max() < len(tokens)))
         return (tokens, ids, lengths) if ok else None
 
-    def _write(self, name: str, write: Callable) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path, suffix='.tmp')
-        try:
-            with os.fdopen(fd, 'wb') as f: write(f)
-            os.replace(tmp, self.path / name)
-        except BaseException:
-            if os.path.exists(tmp): os.remove(tmp)
-            raise
+    def _write(self, name: str, write: Callable) -> None: atomic_write(self.path / name, write)
 
     def put(self, key: str, result) -> None:
         tokens, ids, lengths = result

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core import atomic_write
 from .tokenize import SPECIAL_TOKENS, _round_up8
 
 # %% auto #0
@@ -98,11 +99,8 @@ class Vocab:
 
     def save(self, path) -> Path:
         "Write the vocab to `path` as JSON (UTF-8); returns the path."
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = {'format': 'ulmfit_learner.vocab', 'version': VOCAB_FORMAT, 'itos': self.itos}
-        path.write_text(json.dumps(data, ensure_ascii=False), encoding='utf-8')
-        return path
+        data = json.dumps({'format': 'ulmfit_learner.vocab', 'version': VOCAB_FORMAT, 'itos': self.itos}, ensure_ascii=False)
+        return atomic_write(path, lambda f: f.write(data.encode('utf-8')))
 
     @classmethod
     def load(cls, path) -> Vocab:
