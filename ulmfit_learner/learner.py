@@ -53,10 +53,9 @@ def _loss_per_item(loss_func, pred, *targets) -> torch.Tensor:
                             "(or an nn.Module with a `reduction` attribute)") from e
     return loss.reshape(len(targets[0]), -1).float().mean(1)
 
-def _cat_items(ts: list) -> torch.Tensor:
-    "Per-batch tensors joined along the items; if their sequence lengths differ (a language model's last, shorter batch), one row per position."
-    if len({tuple(t.shape[1:]) for t in ts}) > 1: ts = [t.flatten(0, 1) for t in ts]
-    return torch.cat(ts)
+def _cat_items(ts: list, per_position: bool) -> torch.Tensor:
+    "Per-batch tensors joined along the items, or along every position of a sequence model (`per_position`)."
+    return torch.cat([t.flatten(0, 1) for t in ts] if per_position else ts)
 
 def _default_activation(loss_func):
     "Softmax for cross-entropy losses (so `get_preds` returns probabilities); else the loss's `activation`, if any."
@@ -450,11 +449,17 @@ class Learner:
             self._predicting = False
             self._restore_light(snap)
         if not gather.preds: raise ValueError("the loader yielded no batches: there is nothing to predict")
-        preds = _cat_items(gather.preds)
+        # a sequence model (preds (bs, sl, n), like a language model's) gives one row per position, whatever the
+        # batches' lengths; a classifier one row per item
+        per_position = bool(gather.preds[0].ndim > 2 and gather.targs and gather.targs[0].ndim > 1)
+        if per_position and (with_loss or order is not None):
+            raise ValueError("per-position predictions (a sequence model) come without per-item losses or reordering: "
+                             "call get_preds without with_loss, on a loader that reads in order")
+        preds = _cat_items(gather.preds, per_position)
         act = _default_activation(self.loss_func) if act is None else act
         if act is not None: preds = act(preds)
         res = [preds]
-        if with_targs: res.append(_cat_items(gather.targs) if gather.targs else None)
+        if with_targs: res.append(_cat_items(gather.targs, per_position) if gather.targs else None)
         if with_loss:
             if not gather.losses: raise ValueError("with_loss=True needs targets, and this loader yields none")
             res.append(torch.cat(gather.losses))

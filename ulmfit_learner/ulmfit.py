@@ -8,7 +8,7 @@ Docs: https://ulmfit-learner.github.io/ulmfit_learner/ulmfit.html.md"""
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from functools import partial
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import torch
 from .callback import Callback
 from .core import atomic_write
 from .learner import Learner
-from .models.awdlstm import (AWDLSTM, ModelResetter, RNNRegularizer, awd_lstm_lm_split,
+from .models.awdlstm import (_DROPOUTS, AWDLSTM, AWDLSTMConfig, ModelResetter, RNNRegularizer, awd_lstm_lm_split,
                                            get_language_model, lm_loss)
 from .models.classifier import awd_lstm_clas_split, get_text_classifier
 from .optimizer import Adam
@@ -28,7 +28,7 @@ __all__ = ['ENCODER_FORMAT', 'TextLearner', 'language_model_learner', 'text_clas
 
 # %% ../nbs/30_ulmfit.ipynb #fe060bb9
 ENCODER_FORMAT = 'ulmfit_learner.encoder'
-_SHAPE_KEYS = ('emb_sz', 'n_hid', 'n_layers', 'pad_token', 'bidir')  # what the weights' shapes depend on
+_SHAPE_KEYS = [f.name for f in fields(AWDLSTMConfig) if f.name not in _DROPOUTS]  # everything but the dropouts
 
 def _encoder_of(model):
     "The AWD-LSTM inside a language model (`model.encoder`) or a classifier (`model.encoder.module`)."

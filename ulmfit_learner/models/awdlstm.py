@@ -75,10 +75,12 @@ class EmbeddingDropout(nn.Module):
 
     def forward(self, words: torch.Tensor) -> torch.Tensor:
         w = self.emb.weight
+        out = F.embedding(words, w, self.emb.padding_idx, self.emb.max_norm, self.emb.norm_type,
+                          self.emb.scale_grad_by_freq, self.emb.sparse)  # (bs, sl, emb_sz)
         if self.training and self.embed_p != 0:
-            w = w * dropout_mask(w, (w.size(0), 1), self.embed_p)  # (vocab_sz, 1): one draw per word
-        return F.embedding(words, w, self.emb.padding_idx, self.emb.max_norm, self.emb.norm_type,
-                           self.emb.scale_grad_by_freq, self.emb.sparse)
+            # one draw per vocabulary word, applied to the rows looked up: O(bs * sl * emb_sz), not O(vocab * emb_sz)
+            out = out * dropout_mask(w, (w.size(0), 1), self.embed_p)[words]
+        return out
 
     def extra_repr(self) -> str: return f'embed_p={self.embed_p}'
 
