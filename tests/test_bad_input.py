@@ -25,8 +25,14 @@ def test_splitter_with_an_empty_group(tmp_path):
         Learner(make_dls(), make_model(), nn.CrossEntropyLoss(), splitter=lambda m: [[], list(m.parameters())], path=tmp_path)
 
 
-def test_dataloaders_need_a_training_loader():
-    with pytest.raises(ValueError, match='training loader'): DataLoaders(None)
+def test_training_without_a_training_loader(learner_factory, dls_factory):
+    "Loaders made for prediction have no training loader: every way of training says so instead of crashing."
+    learn = learner_factory(dls=DataLoaders(None, dls_factory().valid, device='cpu'))
+    for train in (lambda: learn.fit(1), lambda: learn.fit_stlr(1, 1e-2), lambda: learn.fit_one_cycle(1),
+                  lambda: learn.lr_find(show_plot=False)):
+        with pytest.raises(ValueError, match='no training data.*give it loaders'): train()
+    with pytest.raises(ValueError, match='no training loader'): learn.dls.one_batch()
+    assert len(learn.validate()) == 1, 'validation still works'
 
 
 def test_empty_training_loader(learner_factory):

@@ -36,9 +36,12 @@ def test_every_public_module_name_is_reexported():
                 'CHECKPOINT_FORMAT', 'CANCEL_EXCEPTIONS', 'SuggestedLRs',
                 # text internals: token constants (SPECIAL_TOKENS lists them), file formats, helpers
                 'UNK', 'PAD', 'BOS', 'EOS', 'FLD', 'REP', 'WREP', 'UP', 'MAJ', 'CACHE_FORMAT', 'FAKE_TOKEN',
-                'VOCAB_FORMAT', 'tokenwise', 'read_text_file', 'MEMO_SIZE', 'dropout_mask', 'ENCODER_FORMAT'}
+                'VOCAB_FORMAT', 'tokenwise', 'read_text_file', 'MEMO_SIZE', 'dropout_mask', 'ENCODER_FORMAT',
+                # bundle internals: format constants and a checksum helper; the LM state-dict keys
+                'BUNDLE_FORMAT', 'MAX_SHARD_BYTES', 'MANIFEST', 'META', 'SPM_FILE', 'sha256_file',
+                'EMB_KEY', 'DEC_WEIGHT', 'DEC_BIAS'}
     for mod in ['core', 'callback', 'optimizer', 'schedule', 'metrics', 'callbacks', 'learner', 'text.tokenize',
-                'text.vocab', 'text.loaders', 'text.data', 'models.awdlstm', 'models.classifier', 'ulmfit']:
+                'text.vocab', 'text.loaders', 'text.data', 'models.awdlstm', 'models.classifier', 'bundle', 'ulmfit', 'interpret']:
         m = importlib.import_module(f'ulmfit_learner.{mod}')
         missing = [n for n in m.__all__ if n not in ulmfit_learner.__all__ and n not in internal]
         assert not missing, f"ulmfit_learner.{mod} exports {missing} but the package does not"

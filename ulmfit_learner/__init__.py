@@ -22,8 +22,11 @@ from .text.tokenize import (DEFAULT_POST_RULES, DEFAULT_PRE_RULES, SPECIAL_TOKEN
                             SpacyTokenizer, TokenizedCorpus, Tokenizer, fix_html, join_fields, replace_all_caps,
                             replace_maj, replace_rep, replace_wrep, rm_useless_spaces, spec_add_spaces, tokenize_texts)
 from .text.vocab import Vocab
-from .ulmfit import (GradualUnfreezing, TextLearner, bidirectional_preds, language_model_learner,
-                     text_classifier_learner)
+from .bundle import (LIBRARY_RULES, Bundle, read_bundle, shard_tensors, tokenizer_from_json, tokenizer_to_json,
+                     verify_bundle, write_bundle)
+from .interpret import ClassificationInterpretation
+from .ulmfit import (GradualUnfreezing, LMLearner, TextLearner, bidirectional_preds, language_model_learner, load_learner,
+                     match_embeddings, pretrained_tokenizer, text_classifier_learner, ulmfit_home)
 from .schedule import (LRFinder, ParamScheduler, combine_scheds, flat_cos_lr, minimum, one_cycle_lr, one_cycle_mom,
                        sched_cos, sched_exp, sched_lin, sched_no, sched_stlr, steep, stlr, valley)
 
@@ -59,6 +62,12 @@ __all__ = [
     'LinearDecoder', 'LanguageModel', 'get_language_model', 'awd_lstm_lm_split', 'FlattenedCrossEntropy', 'lm_loss',
     'ModelResetter', 'RNNRegularizer', 'SentenceEncoder', 'masked_concat_pool', 'PoolingLinearClassifier',
     'TextClassifier', 'get_text_classifier', 'awd_lstm_clas_split', 'load_encoder',
-    # ULMFiT learners
-    'TextLearner', 'language_model_learner', 'text_classifier_learner', 'GradualUnfreezing', 'bidirectional_preds',
+    # model bundles: folders of safetensors shards and JSON with a checksum manifest
+    'Bundle', 'write_bundle', 'read_bundle', 'verify_bundle', 'shard_tensors', 'tokenizer_to_json', 'tokenizer_from_json',
+    'LIBRARY_RULES',
+    # ULMFiT learners, prediction, export and pretrained models
+    'TextLearner', 'LMLearner', 'language_model_learner', 'text_classifier_learner', 'GradualUnfreezing',
+    'bidirectional_preds', 'load_learner', 'match_embeddings', 'pretrained_tokenizer', 'ulmfit_home',
+    # interpretation
+    'ClassificationInterpretation',
 ]

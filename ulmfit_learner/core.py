@@ -111,24 +111,27 @@ def peek_batch(dl):
         if epoch is not None and hasattr(dl, 'set_epoch'): dl.set_epoch(epoch)
 
 class DataLoaders:
-    "A training loader and a validation loader (which may be `None`), yielding `(*inputs, target)` batches."
+    "A training loader and a validation loader (either may be `None`: prediction needs neither), yielding `(*inputs, target)` batches."
     def __init__(self, train, valid=None, device: torch.device | str | None = None, n_inp: int = 1):
-        if train is None: raise ValueError("DataLoaders needs a training loader; got train=None.")
         self.train, self.valid, self.n_inp = train, valid, n_inp
         self.device = torch.device(device) if device is not None else None
 
     @property
     def loaders(self) -> list:
-        "The training and (when there is one) validation loader."
-        return [self.train] + ([] if self.valid is None else [self.valid])
+        "The training and the validation loader, those that there are."
+        return [dl for dl in (self.train, self.valid) if dl is not None]
 
     def __getitem__(self, i: int): return self.loaders[i]
     def __len__(self) -> int: return len(self.loaders)
 
     def one_batch(self):
         "The first batch of the training loader (a loader that counts its epochs stays where it was)."
+        if self.train is None: raise ValueError("these loaders have no training loader (they serve prediction only)")
         return peek_batch(self.train)
 
-    def __repr__(self) -> str:
-        sizes = ', '.join(f'{name}: {len(dl)} batches' for name, dl in zip(('train', 'valid'), self.loaders))
-        return f'{type(self).__name__}({sizes})'
+    def sizes(self) -> str:
+        "The number of batches of each loader, for reprs."
+        return ', '.join(f'{name}: {len(dl)} batches' for name, dl in (('train', self.train), ('valid', self.valid))
+                         if dl is not None)
+
+    def __repr__(self) -> str: return f'{type(self).__name__}({self.sizes()})'

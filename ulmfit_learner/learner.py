@@ -282,6 +282,14 @@ class Learner:
         "Training progress of the current fit, from 0 to 1 (what schedules are functions of)."
         return self.train_iter / self.total_train_iters
 
+    @property
+    def n_train_batches(self) -> int:
+        "Batches per training epoch; a learner without a training loader (made for prediction) says so."
+        if self.dls.train is None:
+            raise ValueError("this learner has no training data (it was made for prediction, e.g. by load_learner); "
+                             "give it loaders to train on: learn.dls = TextDataLoaders.from_df(df, text_vocab=learn.dls.vocab, ...)")
+        return len(self.dls.train)
+
     def _split_batch(self, b) -> None:
         b = to_device(b, self.device, non_blocking=self.device.type == 'cuda')
         if not isinstance(b, (list, tuple)): b = (b,)
@@ -342,7 +350,7 @@ class Learner:
     def fit(self, n_epoch: int, lr=None, wd: float | None = None, cbs=None, resume: str | None = None) -> None:
         "Train for `n_epoch` epochs at a constant `lr` (float or slice); `resume` continues from a saved checkpoint."
         if n_epoch < 1: raise ValueError(f"n_epoch must be at least 1, got {n_epoch}")
-        if len(self.dls.train) == 0: raise ValueError("the training loader is empty: there is nothing to train on")
+        if self.n_train_batches == 0: raise ValueError("the training loader is empty: there is nothing to train on")
         with self.added_cbs(cbs):
             if self.opt is None: self.create_opt()
             self.set_lrs(self.lr if lr is None else lr)
@@ -350,7 +358,7 @@ class Learner:
                 for pg in self.opt.param_groups: set_hyper(pg, 'wd', wd)
             if self.mixed_precision == torch.float16 and self.scaler is None: self.scaler = torch.amp.GradScaler(self.device.type)
             self.n_epoch, self.train_iter, self.epoch = n_epoch, 0, 0
-            self.total_train_iters = n_epoch * len(self.dls.train)
+            self.total_train_iters = n_epoch * self.n_train_batches
             self.exception, self._resume = None, resume
             try: self._with_events(self._do_fit, 'fit', CancelFit)
             except BaseException as e:
@@ -372,7 +380,7 @@ class Learner:
                  cbs=None, resume: str | None = None) -> None:
         "Fit with ULMFiT's slanted triangular learning rates (equation 3), T = epochs x batches per epoch."
         lrs = group_lrs(self.lr if lr_max is None else lr_max, len(self.layer_groups))
-        T = n_epoch * len(self.dls.train)
+        T = n_epoch * self.n_train_batches
         sched = {'lr': [sched_stlr(lr, T, cut_frac, ratio) for lr in lrs]}
         self.fit(n_epoch, lr=lrs, wd=wd, cbs=[ParamScheduler(sched), *listify(cbs)], resume=resume)
 
@@ -410,7 +418,7 @@ class Learner:
         finder = LRFinder(start_lr, end_lr, num_it, stop_div)
         snap = self._snapshot()
         try:
-            self.fit(math.ceil(num_it / len(self.dls.train)), cbs=[finder])
+            self.fit(math.ceil(num_it / self.n_train_batches), cbs=[finder])
         finally: self._restore(snap)
         suggestions = {f.__name__: f(finder.lrs, finder.losses) for f in suggest_funcs}
         if show_plot: plot_lr_find(finder.lrs, finder.losses, suggestions)
@@ -428,10 +436,10 @@ class Learner:
         return list(self.recorder.last_valid)
 
     def _snapshot_light(self):
-        return (self.model.training, self.training, self.dl, self.iter, get_rng_state())
+        return (self.model.training, self.training, self.dl, self.iter, get_rng_state(), self.xb, self.yb, self.pred, self.loss)
 
     def _restore_light(self, snap) -> None:
-        mode, self.training, self.dl, self.iter, rng = snap
+        mode, self.training, self.dl, self.iter, rng, self.xb, self.yb, self.pred, self.loss = snap
         self.model.train(mode)
         set_rng_state(rng)
 
@@ -480,7 +488,7 @@ class Learner:
         file.parent.mkdir(parents=True, exist_ok=True)
         state = {'format': CHECKPOINT_FORMAT, 'model': self.model.state_dict(),
                  'progress': {'epoch': self.epoch, 'n_epoch': self.n_epoch, 'train_iter': self.train_iter,
-                              'n_train_batches': len(self.dls.train),
+                              'n_train_batches': len(self.dls.train) if self.dls.train is not None else 0,
                               # loaders that shuffle per epoch from (seed, epoch) resume at the right epoch
                               'train_dl_epoch': getattr(self.dls.train, 'epoch', -1)},
                  'cbs': {cb.name: cb.state_dict() for cb in self.cbs if cb.state_dict()},

@@ -8,23 +8,31 @@ Docs: https://ulmfit-learner.github.io/ulmfit_learner/ulmfit.html.md"""
 from __future__ import annotations
 
 import os
+import secrets
+import threading
 from dataclasses import asdict, fields
 from functools import partial
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
+from .bundle import Bundle, read_bundle, tokenizer_from_json, tokenizer_to_json, write_bundle
 from .callback import Callback
 from .core import atomic_write
 from .learner import Learner
 from .models.awdlstm import (_DROPOUTS, AWDLSTM, AWDLSTMConfig, ModelResetter, RNNRegularizer, awd_lstm_lm_split,
-                                           get_language_model, lm_loss)
+                                           get_language_model, lm_loss, make_config)
 from .models.classifier import awd_lstm_clas_split, get_text_classifier
 from .optimizer import Adam
+from .text.data import CategoryBlock, ColReader, MultiCategoryBlock, TextBlock, TextDataLoaders
+from .text.tokenize import PAD, UNK
+from .text.vocab import FAKE_TOKEN, Vocab
 
 # %% auto #0
-__all__ = ['ENCODER_FORMAT', 'TextLearner', 'language_model_learner', 'text_classifier_learner', 'GradualUnfreezing',
-           'bidirectional_preds']
+__all__ = ['ENCODER_FORMAT', 'EMB_KEY', 'DEC_WEIGHT', 'DEC_BIAS', 'TextLearner', 'LMLearner', 'language_model_learner',
+           'text_classifier_learner', 'ulmfit_home', 'match_embeddings', 'pretrained_tokenizer', 'GradualUnfreezing',
+           'bidirectional_preds', 'load_learner']
 
 # %% ../nbs/30_ulmfit.ipynb #fe060bb9
 ENCODER_FORMAT = 'ulmfit_learner.encoder'
@@ -45,8 +53,18 @@ def _vocab_difference(saved: list, ours: list) -> str | None:
     b = ours[i] if i < len(ours) else '(none)'
     return f"{head}; first difference at id {i}: {a!r} in the encoder, {b!r} here"
 
+def _size_difference(saved: dict, ours: dict, where: str) -> str | None:
+    "The sizes (config fields other than dropouts) that differ between two configs, as a sentence, or None."
+    wrong = [f"{k}: {saved.get(k)} in {where}, {ours[k]} here" for k in _SHAPE_KEYS if saved.get(k) != ours[k]]
+    return '; '.join(wrong) or None
+
 class TextLearner(Learner):
-    "A `Learner` for AWD-LSTM models that can save and load its encoder together with its vocab and config."
+    "A `Learner` for AWD-LSTM models: encoders saved with their vocab and config, prediction, export."
+    def __init__(self, *args, model_spec: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_spec = model_spec  # how the model was built (what `export` writes and `load_learner` rebuilds from)
+        self._predict_lock = threading.RLock()  # predictions use the model's state: one at a time
+
     def save_encoder(self, name: str) -> Path:
         "Write the encoder's weights with the vocabulary and config to `path/model_dir/name.pth`."
         enc, file = _encoder_of(self.model), self._file(name)  # the same place as `save`
@@ -68,11 +86,9 @@ class TextLearner(Learner):
             raise ValueError(f"cannot load the encoder {file}: {diff}. Build this learner's loaders with the language "
                              "model's vocabulary (TextDataLoaders.from_df(..., text_vocab=dls_lm.vocab))")
         enc = _encoder_of(self.model)
-        ours = asdict(enc.config)
-        wrong = [f"{k}: {state['config'][k]} in the encoder, {ours[k]} here" for k in _SHAPE_KEYS
-                 if state['config'].get(k) != ours[k]]
+        wrong = _size_difference(state['config'], asdict(enc.config), 'the encoder')
         if wrong:
-            raise ValueError(f"cannot load the encoder {file}: its sizes differ ({'; '.join(wrong)}). Create this "
+            raise ValueError(f"cannot load the encoder {file}: its sizes differ ({wrong}). Create this "
                              "learner with the same config as the language model (config=...)")
         enc.load_state_dict(state['encoder'])
         return self
@@ -87,16 +103,102 @@ class TextLearner(Learner):
         self.unfreeze()
         self.fit_stlr(epochs, slice(base_lr / lr_ratio ** (len(self.layer_groups) - 1), base_lr), cbs=cbs)
 
+    # ---- prediction ------------------------------------------------------------------------------------------------
+    @property
+    def classes(self) -> list:
+        "The label names, in the order of the model's outputs."
+        if self.dls.classes is None: raise AttributeError("a language model has no classes")
+        return list(self.dls.classes)
+
+    @property
+    def _multi_label(self) -> bool: return isinstance(getattr(self.dls, 'y_block', None), MultiCategoryBlock)
+
+    def predict(self, texts, bs: int | None = None):
+        "`(label, label_index, probabilities)` for a text, or a list of them for a list of texts (in input order)."
+        if self.dls.is_lm: raise TypeError("this is a language model: use LMLearner.predict to generate text")
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        if not texts: return []
+        with self._predict_lock:
+            act = torch.sigmoid if self._multi_label else None
+            probs, = self.get_preds(dl=self.dls.test_dl(texts, bs=bs), act=act, with_targs=False)
+        if self._multi_label:
+            results = [([c for c, on in zip(self.classes, p > 0.5) if on], p > 0.5, p) for p in probs]
+        else: results = [(self.classes[i], i, p) for i, p in zip(probs.argmax(1).tolist(), probs)]
+        return results[0] if single else results
+
+    # ---- export ----------------------------------------------------------------------------------------------------
+    def export(self, path) -> Path:
+        "Write an inference-ready folder at `path`: weights (safetensors), config, vocab, labels, tokenizer, manifest."
+        if self.model_spec is None:
+            raise ValueError("export needs a learner made by language_model_learner or text_classifier_learner "
+                             "(this one has no record of how its model was built)")
+        tb = self.dls.text_block
+        tok_settings, files = tokenizer_to_json(tb.tokenizer)
+        text = {'seq_len': tb.seq_len, 'backwards': tb.backwards,
+                'text_cols': tb.get_text.cols if isinstance(tb.get_text, ColReader) else None}
+        meta = {'learner': {**self.model_spec, 'text': text, 'bs': getattr(self.dls, 'val_bs', 64)}}
+        files = {**files, 'vocab.json': self.dls.vocab.to_json(), 'tokenizer.json': tok_settings}
+        if not self.dls.is_lm:
+            classes = [c.item() if hasattr(c, 'item') else c for c in self.classes]  # NumPy scalars -> JSON numbers
+            files['labels.json'] = {'classes': classes, 'multi_label': self._multi_label}
+        kind = 'language_model' if self.dls.is_lm else 'classifier'
+        return write_bundle(path, kind, self.model.state_dict(), meta, files)
+
+class LMLearner(TextLearner):
+    "A `TextLearner` for a language model: `predict` continues a text."
+    def predict(self, text: str, n_words: int = 40, temperature: float = 0.75, seed: int | None = None,
+                no_unk: bool = True) -> str:
+        "`text` followed by `n_words` sampled tokens (`temperature` 0: the most likely), readable; reproducible with `seed`."
+        if not isinstance(text, str): raise TypeError(f"predict continues one text (a str), got {type(text).__name__}")
+        if temperature < 0: raise ValueError(f"temperature must be >= 0, got {temperature}")
+        vocab, backwards = self.dls.vocab, self.dls.text_block.backwards
+        banned = [vocab.stoi[t] for t in ((UNK, PAD, FAKE_TOKEN) if no_unk else (PAD, FAKE_TOKEN)) if t in vocab]
+        # a generator of our own: sampling leaves the global random state (and so training) untouched
+        gen = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
+        with self._predict_lock:
+            ids, _ = self.dls.numericalize([text])
+            prompt = torch.as_tensor(ids, dtype=torch.long)
+            if backwards: prompt = prompt.flip(0)  # a backward model reads the text last token first
+            model, enc = self.model, _encoder_of(self.model)
+            was_training, hidden = model.training, enc.hidden
+            model.eval(); model.reset()
+            new = []
+            try:
+                with torch.inference_mode(), self._autocast():
+                    logits = model(prompt[None].to(self.device))[0, -1]  # (vocab_sz,): the next token's scores
+                    for i in range(n_words):
+                        logits = logits.float()
+                        logits[banned] = -float('inf')
+                        if temperature == 0: nxt = int(logits.argmax())
+                        else: nxt = int(torch.multinomial(F.softmax(logits / temperature, -1).cpu(), 1, generator=gen))
+                        new.append(nxt)
+                        if i < n_words - 1: logits = model(torch.tensor([[nxt]], device=self.device))[0, -1]
+            finally:
+                model.train(was_training)
+                enc.hidden = hidden
+        out = prompt.tolist() + new
+        return self.dls.tokenizer.decode(vocab.decode(out[::-1] if backwards else out))
+
 # %% ../nbs/30_ulmfit.ipynb #b3d4d3f5
-def language_model_learner(dls, arch=AWDLSTM, config: dict | None = None, drop_mult: float = 1., alpha: float = 2.,
-                           beta: float = 1., metrics=None, lr: float = 4e-3, **kwargs) -> TextLearner:
-    "A learner for an `arch` language model on `dls` (an LM's loaders): the paper's optimizer, layer groups and regularisers."
+def _adam(kwargs: dict): return kwargs.pop('opt_func', partial(Adam, betas=(0.7, 0.99)))  # the paper's betas
+
+def language_model_learner(dls, arch=AWDLSTM, config: dict | None = None, drop_mult: float = 1., pretrained=None,
+                           alpha: float = 2., beta: float = 1., metrics=None, lr: float = 4e-3, **kwargs) -> LMLearner:
+    "A learner for an `arch` language model on `dls` (an LM's loaders), from a `pretrained` bundle if given."
     if not getattr(dls, 'is_lm', True):
         raise ValueError("language_model_learner needs language-model loaders (TextDataLoaders.from_df(..., is_lm=True))")
+    bundle = None
+    if pretrained is not None and pretrained is not False:
+        bundle = _pretrained_bundle(pretrained, backwards=dls.text_block.backwards)
+        config = _pretrained_config(bundle, config)
     model = get_language_model(arch, len(dls.vocab), config=config, drop_mult=drop_mult)
+    spec = {'arch': arch.__name__, 'config': asdict(model.encoder.config)}
     cbs = [ModelResetter(), RNNRegularizer(alpha, beta), *kwargs.pop('cbs', [])]
-    return TextLearner(dls, model, lm_loss, opt_func=kwargs.pop('opt_func', partial(Adam, betas=(0.7, 0.99))),
-                       lr=lr, splitter=kwargs.pop('splitter', awd_lstm_lm_split), cbs=cbs, metrics=metrics, **kwargs)
+    learn = LMLearner(dls, model, lm_loss, opt_func=_adam(kwargs), lr=lr, splitter=kwargs.pop('splitter', awd_lstm_lm_split),
+                      cbs=cbs, metrics=metrics, model_spec=spec, **kwargs)
+    if bundle is not None: learn.pretrained_coverage = _load_pretrained(learn, bundle)
+    return learn
 
 def text_classifier_learner(dls, arch=AWDLSTM, seq_len: int = 72, max_len: int = 72 * 20, config: dict | None = None,
                             drop_mult: float = 0.5, lin_ftrs: list[int] | None = None, ps: list[float] | None = None,
@@ -106,13 +208,99 @@ def text_classifier_learner(dls, arch=AWDLSTM, seq_len: int = 72, max_len: int =
         raise ValueError("text_classifier_learner needs a classifier's loaders, with labels (dls.classes)")
     loss = kwargs.pop('loss_func', None)
     if loss is None:  # multi-label targets are multi-hot floats
-        y_block = getattr(dls, 'y_block', None)
-        loss = torch.nn.BCEWithLogitsLoss() if type(y_block).__name__ == 'MultiCategoryBlock' else torch.nn.CrossEntropyLoss()
+        loss = torch.nn.BCEWithLogitsLoss() if isinstance(dls.y_block, MultiCategoryBlock) else torch.nn.CrossEntropyLoss()
     model = get_text_classifier(arch, len(dls.vocab), len(dls.classes), seq_len=seq_len, max_len=max_len, config=config,
                                 drop_mult=drop_mult, lin_ftrs=lin_ftrs, ps=ps)
+    spec = {'arch': arch.__name__, 'config': asdict(model.encoder.module.config), 'seq_len': seq_len, 'max_len': max_len,
+            'lin_ftrs': [l.out_features for l in model.head.layers if isinstance(l, torch.nn.Linear)][:-1],
+            'ps': [l.p for l in model.head.layers if isinstance(l, torch.nn.Dropout)]}
     cbs = [ModelResetter(), *kwargs.pop('cbs', [])]
-    return TextLearner(dls, model, loss, opt_func=kwargs.pop('opt_func', partial(Adam, betas=(0.7, 0.99))), lr=lr,
-                       splitter=kwargs.pop('splitter', awd_lstm_clas_split), cbs=cbs, metrics=metrics, **kwargs)
+    return TextLearner(dls, model, loss, opt_func=_adam(kwargs), lr=lr, splitter=kwargs.pop('splitter', awd_lstm_clas_split),
+                       cbs=cbs, metrics=metrics, model_spec=spec, **kwargs)
+
+# %% ../nbs/30_ulmfit.ipynb #5721f572
+EMB_KEY, DEC_WEIGHT, DEC_BIAS = 'encoder.emb_dp.emb.weight', 'decoder.weight', 'decoder.bias'
+
+def ulmfit_home() -> Path:
+    "Where pretrained bundles are kept: `$ULMFIT_HOME`, else `~/.cache/ulmfit_learner`."
+    return Path(os.environ.get('ULMFIT_HOME', '~/.cache/ulmfit_learner')).expanduser()
+
+def match_embeddings(state: dict, old_itos: list[str], new_itos: list[str]) -> tuple[dict, int]:
+    "A language model's `state` with embedding rows and decoder biases moved from `old_itos` to `new_itos` (new tokens: the mean); and the count found."
+    old_index = {t: i for i, t in enumerate(old_itos) if t != FAKE_TOKEN}
+    src = torch.tensor([old_index.get(t, -1) for t in new_itos])
+    found = src >= 0
+    def remap(old: torch.Tensor) -> torch.Tensor:
+        new = old.mean(0, keepdim=True).expand(len(new_itos), *old.shape[1:]).clone()
+        new[found] = old[src[found]]
+        return new
+    state = dict(state)
+    emb = remap(state[EMB_KEY])
+    state[EMB_KEY] = emb
+    if DEC_WEIGHT in state: state[DEC_WEIGHT] = emb  # tied to the embedding
+    if DEC_BIAS in state: state[DEC_BIAS] = remap(state[DEC_BIAS])
+    real = torch.tensor([t != FAKE_TOKEN for t in new_itos])
+    return state, int((found & real).sum())
+
+def _pretrained_bundle(pretrained, backwards: bool) -> Bundle:
+    "The pretrained language-model bundle that `pretrained` (True, or a folder) names, checked."
+    direction = 'backward' if backwards else 'forward'
+    if pretrained is True:
+        path = ulmfit_home() / 'pretrained' / ('bwd' if backwards else 'fwd')
+        if not (path / 'manifest.json').is_file():
+            raise FileNotFoundError(
+                f"pretrained=True looks for a {direction} language model in {path} (set ULMFIT_HOME to look elsewhere), "
+                f"and there is none. Make one with `ulmfit pretrain CORPUS --out {path}`{' --backwards' if backwards else ''}, "
+                "copy one there, or pass its folder: pretrained='path/to/bundle'")
+    else: path = Path(pretrained)
+    bundle = read_bundle(path, kind='language_model')
+    if bundle.meta['learner']['text']['backwards'] != backwards:
+        raise ValueError(f"the pretrained model in {path} reads text {'forward' if backwards else 'backward'}, these "
+                         f"loaders {direction}: use a {direction} bundle, or build the loaders with "
+                         f"backwards={not backwards}")
+    return bundle
+
+def _pretrained_config(bundle: Bundle, config: dict | None) -> dict:
+    "The sizes of the pretrained model with the caller's `config` on top (which may change dropouts, not sizes)."
+    saved = bundle.meta['learner']['config']
+    ours = {**{k: saved[k] for k in _SHAPE_KEYS}, **(config or {})}
+    wrong = _size_difference(saved, asdict(make_config(ours)), 'the pretrained model')
+    if wrong:
+        raise ValueError(f"config asks for other sizes than the pretrained model in {bundle.path} has ({wrong}); "
+                         "leave the sizes out of config: they come from the pretrained model")
+    return ours
+
+def _tokenizer_difference(bundle: Bundle, tokenizer) -> str | None:
+    "How the bundle's tokenizer differs from `tokenizer`, as a sentence, or None."
+    saved, (ours, files) = bundle.read_json('tokenizer.json'), tokenizer_to_json(tokenizer)
+    for key in ('tok', 'pre_rules', 'post_rules', 'add_bos'):
+        a, b = saved[key], ours[key]
+        if key == 'tok': a, b = {k: a.get(k) for k in ('name', 'lang', 'id')}, {k: b.get(k) for k in ('name', 'lang', 'id')}
+        if a != b: return f"{key}: {a} in the pretrained model, {b} here"
+    if 'file' in saved['tok'] and bundle.read_bytes(saved['tok']['file']) != files.get(saved['tok']['file']):
+        return "the SentencePiece models differ"
+    return None
+
+def _load_pretrained(learn: 'LMLearner', bundle: Bundle) -> float:
+    "Load the bundle's weights into `learn`, the embedding matched to its vocabulary; returns the coverage."
+    diff = _tokenizer_difference(bundle, learn.dls.tokenizer)
+    if diff:
+        raise ValueError(f"the pretrained model in {bundle.path} was trained with another tokenizer ({diff}); the "
+                         "same words would get other tokens. Build the loaders with its tokenizer: "
+                         "TextDataLoaders.from_df(..., tok=pretrained_tokenizer(path))")
+    old_itos = Vocab.from_json(bundle.read_json('vocab.json'), where=str(bundle.path / 'vocab.json')).itos
+    new_itos = learn.dls.vocab.itos
+    state, n_found = match_embeddings(bundle.state, old_itos, new_itos)
+    learn.model.load_state_dict(state)
+    n_real = sum(t != FAKE_TOKEN for t in new_itos)
+    print(f"pretrained model {bundle.path}: {n_found:,} of the {n_real:,} tokens of this vocabulary ({n_found / n_real:.1%}) "
+          "have pretrained vectors; the others start at their mean")
+    return n_found / n_real
+
+def pretrained_tokenizer(path, rules=None, tok=None):
+    "The tokenizer of the bundle at `path`: build the task's loaders with it (`tok=`) so that the tokens match."
+    bundle = read_bundle(path)
+    return tokenizer_from_json(bundle.read_json('tokenizer.json'), bundle.read_bytes, rules, tok)
 
 # %% ../nbs/30_ulmfit.ipynb #d8db5dca
 class GradualUnfreezing(Callback):
@@ -134,3 +322,31 @@ def bidirectional_preds(fwd: Learner, bwd: Learner, dl_fwd=None, dl_bwd=None):
         raise ValueError("the forward and backward loaders hold different documents or labels (the targets differ); "
                          "build both with the same data, split and seed, one of them with backwards=True")
     return (p_fwd + p_bwd) / 2, t_fwd
+
+# %% ../nbs/30_ulmfit.ipynb #4e029a63
+def load_learner(path, device=None, rules: dict | None = None, tok=None) -> TextLearner:
+    "Rebuild an inference-ready learner from the folder `learn.export` wrote (`rules`/`tok`: functions not the library's)."
+    bundle = read_bundle(path)
+    if bundle.kind not in ('classifier', 'language_model'):
+        raise ValueError(f"{path} holds a {bundle.kind!r} bundle; load_learner reads classifiers and language models")
+    spec = dict(bundle.meta['learner'])
+    text, bs, arch = spec.pop('text'), spec.pop('bs'), spec.pop('arch')
+    if arch != AWDLSTM.__name__: raise ValueError(f"{path} holds an {arch} model; this version builds {AWDLSTM.__name__} only")
+    tokenizer = tokenizer_from_json(bundle.read_json('tokenizer.json'), bundle.read_bytes, rules, tok)
+    vocab = Vocab.from_json(bundle.read_json('vocab.json'), where=str(bundle.path / 'vocab.json'))
+    is_lm = bundle.kind == 'language_model'
+    tb = TextBlock(ColReader(text['text_cols']) if text['text_cols'] else None, vocab=vocab, is_lm=is_lm,
+                   seq_len=text['seq_len'], backwards=text['backwards'], tok=tokenizer)
+    y_block = None
+    if not is_lm:
+        labels = bundle.read_json('labels.json')
+        y_block = (MultiCategoryBlock if labels['multi_label'] else CategoryBlock)(vocab=labels['classes'])
+        y_block.setup(labels['classes'])
+    dls = TextDataLoaders.for_inference(vocab, tb, y_block, bs=bs, device=device)
+    if is_lm: learn = language_model_learner(dls, AWDLSTM, config=spec['config'], device=device)
+    else: learn = text_classifier_learner(dls, AWDLSTM, drop_mult=1., device=device, **spec)
+    try: learn.model.load_state_dict(bundle.state)
+    except RuntimeError as e:
+        raise ValueError(f"the weights in {path} do not fit the model its bundle.json describes: {e}") from e
+    learn.model.eval()
+    return learn

@@ -248,8 +248,8 @@ def _apply(getter: Callable, items) -> list:
     return [getter(o) for o in items]
 
 # %% ../../nbs/13_text_data.ipynb #ba324360
-def _prepare_texts(raw: list, drop_empty: bool) -> tuple[list[str], np.ndarray]:
-    "Check and join the raw texts; return them with the indexes of the items kept."
+def _prepare_texts(raw: list, drop_empty: bool | None) -> tuple[list[str], np.ndarray]:
+    "Check and join the raw texts; return them with the indexes of the items kept (`drop_empty=None`: new texts, never dropped)."
     texts, keep, missing, empty, wrong = [], [], [], [], []
     for i, t in enumerate(raw):
         if isinstance(t, (list, tuple)):  # several text columns
@@ -264,10 +264,12 @@ def _prepare_texts(raw: list, drop_empty: bool) -> tuple[list[str], np.ndarray]:
                         f"{raw[wrong[0]]!r}); convert the column with df[col].astype(str) if that is what you mean")
     if missing and not drop_empty:
         raise ValueError(f"{len(missing)} text{'s are' if len(missing) > 1 else ' is'} missing (NaN/None; rows {_rows_str(missing)}); "
-                         "fill them (df[col].fillna('')) and drop them, or pass drop_empty=True to drop those rows")
+                         + ("fill them (df[col].fillna('')) and drop them, or pass drop_empty=True to drop those rows"
+                            if drop_empty is not None else "a model needs a text to predict from: remove those items"))
     if empty and not drop_empty:
-        raise ValueError(f"{len(empty)} text{'s are' if len(empty) > 1 else ' is'} empty (rows {_rows_str(empty)}); drop those "
-                         "rows, or pass drop_empty=True to have them dropped")
+        raise ValueError(f"{len(empty)} text{'s are' if len(empty) > 1 else ' is'} empty (rows {_rows_str(empty)}); "
+                         + ("drop those rows, or pass drop_empty=True to have them dropped" if drop_empty is not None
+                            else "a model needs a text to predict from: remove those items"))
     dropped = sorted(missing + empty)
     if dropped:
         warnings.warn(f"drop_empty=True: dropped {len(dropped)} of {len(raw)} items with missing or empty text (rows "
@@ -463,26 +465,41 @@ class TextDataLoaders(DataLoaders):
         return DataBlock(blocks, get_y=None if is_lm else parent_label, splitter=splitter).dataloaders(
             files, path=path, bs=bs, val_bs=val_bs, seed=seed, drop_empty=drop_empty, progress=progress, device=device)
 
+    @classmethod
+    def for_inference(cls, vocab, text_block: TextBlock, y_block=None, bs: int = 64, device=None) -> 'TextDataLoaders':
+        "Loaders without data: the vocab, tokenizer, labels and settings that `test_dl` needs (what `load_learner` rebuilds)."
+        vocab = vocab if isinstance(vocab, Vocab) else Vocab(list(vocab))
+        classes = None if y_block is None else list(y_block.classes)
+        dls = cls(None, None, vocab=vocab, classes=classes, is_lm=text_block.is_lm, text_block=text_block, y_block=y_block,
+                  device=device)
+        dls.bs = dls.val_bs = bs
+        return dls
+
     # ---- new text ---------------------------------------------------------------------------------------------------
-    def test_dl(self, texts, labels=None, bs: int | None = None, progress: bool = False):
-        "A loader over new `texts` (strings, a Series, or a DataFrame with the text columns), tokenized like training."
+    def numericalize(self, texts, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        "The ids (flat, int32) and document offsets of new `texts`, exactly as training made them (rules, tokenizer, vocab)."
         tb = self.text_block
         if isinstance(texts, str): texts = [texts]
         raw = tb.read(texts) if isinstance(texts, pd.DataFrame) and tb.get_text is not None else list(texts)
-        prepared, keep = _prepare_texts(raw, drop_empty=False)
+        prepared, keep = _prepare_texts(raw, drop_empty=None)
         corpus = tokenize_texts(prepared, tb.tokenizer, n_workers=0, progress=progress)
-        ids = self.vocab.remap(corpus.tokens)[corpus.ids]
+        return self.vocab.remap(corpus.tokens)[corpus.ids], corpus.offsets
+
+    def test_dl(self, texts, labels=None, bs: int | None = None, progress: bool = False):
+        "A loader over new `texts` (strings, a Series, or a DataFrame with the text columns), tokenized like training."
+        tb = self.text_block
+        ids, offsets = self.numericalize(texts, progress)
         bs = bs if bs is not None else (self.val_bs if hasattr(self, 'val_bs') else 64)
         if self.is_lm:
-            return LMDataLoader(ids, corpus.offsets, bs=bs, seq_len=tb.seq_len, shuffle=False, backwards=tb.backwards,
+            return LMDataLoader(ids, offsets, bs=bs, seq_len=tb.seq_len, shuffle=False, backwards=tb.backwards,
                                 clip_bs=True)
-        if tb.backwards: ids, _ = _take_docs(ids, corpus.offsets, np.arange(len(corpus)), reverse=True)
+        if tb.backwards: ids, _ = _take_docs(ids, offsets, np.arange(len(offsets) - 1), reverse=True)
         y = None
         if labels is not None:
             labels = list(labels)
-            if len(labels) != len(prepared): raise ValueError(f"{len(labels)} labels for {len(prepared)} texts")
+            if len(labels) != len(offsets) - 1: raise ValueError(f"{len(labels)} labels for {len(offsets) - 1} texts")
             y = self.y_block.encode(labels, where='test')
-        return SortedDataLoader(ids, corpus.offsets, y, bs=bs, shuffle=False, pad_idx=self.pad_idx)
+        return SortedDataLoader(ids, offsets, y, bs=bs, shuffle=False, pad_idx=self.pad_idx)
 
     # ---- looking at the data ---------------------------------------------------------------------------------------
     def decode_ids(self, ids) -> str:
@@ -519,5 +536,4 @@ class TextDataLoaders(DataLoaders):
 
     def __repr__(self) -> str:
         kind = 'language model' if self.is_lm else f'classifier, {len(self.classes)} classes'
-        sizes = ', '.join(f'{n}: {len(dl)} batches' for n, dl in zip(('train', 'valid'), self.loaders))
-        return f'TextDataLoaders({kind}, vocab {len(self.vocab)}, {sizes})'
+        return f'TextDataLoaders({kind}, vocab {len(self.vocab)}, {self.sizes()})'

@@ -97,9 +97,25 @@ class Vocab:
         get = self.stoi.get
         return np.fromiter((get(t, 0) for t in corpus_tokens), dtype=np.int32, count=len(corpus_tokens))
 
+    def to_json(self) -> dict:
+        "The vocab as a JSON-able object (what `save` writes)."
+        return {'format': 'ulmfit_learner.vocab', 'version': VOCAB_FORMAT, 'itos': self.itos}
+
+    @classmethod
+    def from_json(cls, data, where: str = 'the vocab') -> Vocab:
+        "A vocab from `to_json`'s object; `where` names its source in errors."
+        if not (isinstance(data, dict) and data.get('format') == 'ulmfit_learner.vocab' and isinstance(data.get('itos'), list)):
+            raise ValueError(f"{where} is not a vocab file written by Vocab.save (expected a JSON object with "
+                             "format 'ulmfit_learner.vocab' and an 'itos' list); for a plain JSON list of tokens "
+                             "use Vocab(json.load(f))")
+        if data.get('version', 0) > VOCAB_FORMAT:
+            raise ValueError(f"{where} was written by a newer ulmfit_learner (vocab format {data['version']}; this "
+                             f"version reads up to {VOCAB_FORMAT})")
+        return cls(data['itos'])
+
     def save(self, path) -> Path:
         "Write the vocab to `path` as JSON (UTF-8); returns the path."
-        data = json.dumps({'format': 'ulmfit_learner.vocab', 'version': VOCAB_FORMAT, 'itos': self.itos}, ensure_ascii=False)
+        data = json.dumps(self.to_json(), ensure_ascii=False)
         return atomic_write(path, lambda f: f.write(data.encode('utf-8')))
 
     @classmethod
@@ -110,11 +126,4 @@ class Vocab:
         try: data = json.loads(path.read_text(encoding='utf-8'))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"{path} is not a vocab file written by Vocab.save (not UTF-8 JSON: {e})") from e
-        if not (isinstance(data, dict) and data.get('format') == 'ulmfit_learner.vocab' and isinstance(data.get('itos'), list)):
-            raise ValueError(f"{path} is not a vocab file written by Vocab.save (expected a JSON object with "
-                             "format 'ulmfit_learner.vocab' and an 'itos' list); for a plain JSON list of tokens "
-                             "use Vocab(json.load(f))")
-        if data.get('version', 0) > VOCAB_FORMAT:
-            raise ValueError(f"{path} was written by a newer ulmfit_learner (vocab format {data['version']}; this "
-                             f"version reads up to {VOCAB_FORMAT})")
-        return cls(data['itos'])
+        return cls.from_json(data, where=str(path))
