@@ -26,7 +26,8 @@ from .bundle import (LIBRARY_RULES, Bundle, read_bundle, shard_tensors, tokenize
                      verify_bundle, write_bundle)
 from .interpret import ClassificationInterpretation
 from .ulmfit import (GradualUnfreezing, LMLearner, TextLearner, bidirectional_preds, language_model_learner, load_learner,
-                     match_embeddings, pretrained_tokenizer, text_classifier_learner, ulmfit_home)
+                     match_embeddings, pretrained_tokenizer, text_classifier_learner)
+from .pretrained import pretrained_path, ulmfit_home
 from .schedule import (LRFinder, ParamScheduler, combine_scheds, flat_cos_lr, minimum, one_cycle_lr, one_cycle_mom,
                        sched_cos, sched_exp, sched_lin, sched_no, sched_stlr, steep, stlr, valley)
 
@@ -67,7 +68,7 @@ __all__ = [
     'LIBRARY_RULES',
     # ULMFiT learners, prediction, export and pretrained models
     'TextLearner', 'LMLearner', 'language_model_learner', 'text_classifier_learner', 'GradualUnfreezing',
-    'bidirectional_preds', 'load_learner', 'match_embeddings', 'pretrained_tokenizer', 'ulmfit_home',
+    'bidirectional_preds', 'load_learner', 'match_embeddings', 'pretrained_tokenizer', 'ulmfit_home', 'pretrained_path',
     # interpretation
     'ClassificationInterpretation',
 ]

@@ -7,7 +7,6 @@ Docs: https://ulmfit-learner.github.io/ulmfit_learner/ulmfit.html.md"""
 # %% ../nbs/30_ulmfit.ipynb #f9dc5d6b
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 from dataclasses import asdict, fields
@@ -25,13 +24,14 @@ from .models.awdlstm import (_DROPOUTS, AWDLSTM, AWDLSTMConfig, ModelResetter, R
                                            get_language_model, lm_loss, make_config)
 from .models.classifier import awd_lstm_clas_split, get_text_classifier
 from .optimizer import Adam
+from .pretrained import pretrained_path
 from .text.data import CategoryBlock, ColReader, MultiCategoryBlock, TextBlock, TextDataLoaders
 from .text.tokenize import PAD, UNK
 from .text.vocab import FAKE_TOKEN, Vocab
 
 # %% auto #0
 __all__ = ['ENCODER_FORMAT', 'EMB_KEY', 'DEC_WEIGHT', 'DEC_BIAS', 'TextLearner', 'LMLearner', 'language_model_learner',
-           'text_classifier_learner', 'ulmfit_home', 'match_embeddings', 'pretrained_tokenizer', 'GradualUnfreezing',
+           'text_classifier_learner', 'match_embeddings', 'pretrained_tokenizer', 'GradualUnfreezing',
            'bidirectional_preds', 'load_learner']
 
 # %% ../nbs/30_ulmfit.ipynb #fe060bb9
@@ -221,10 +221,6 @@ def text_classifier_learner(dls, arch=AWDLSTM, seq_len: int = 72, max_len: int =
 # %% ../nbs/30_ulmfit.ipynb #5721f572
 EMB_KEY, DEC_WEIGHT, DEC_BIAS = 'encoder.emb_dp.emb.weight', 'decoder.weight', 'decoder.bias'
 
-def ulmfit_home() -> Path:
-    "Where pretrained bundles are kept: `$ULMFIT_HOME`, else `~/.cache/ulmfit_learner`."
-    return Path(os.environ.get('ULMFIT_HOME', '~/.cache/ulmfit_learner')).expanduser()
-
 def match_embeddings(state: dict, old_itos: list[str], new_itos: list[str]) -> tuple[dict, int]:
     "A language model's `state` with embedding rows and decoder biases moved from `old_itos` to `new_itos` (new tokens: the mean); and the count found."
     old_index = {t: i for i, t in enumerate(old_itos) if t != FAKE_TOKEN}
@@ -243,16 +239,9 @@ def match_embeddings(state: dict, old_itos: list[str], new_itos: list[str]) -> t
     return state, int((found & real).sum())
 
 def _pretrained_bundle(pretrained, backwards: bool) -> Bundle:
-    "The pretrained language-model bundle that `pretrained` (True, or a folder) names, checked."
+    "The pretrained language-model bundle that `pretrained` names (see `pretrained_path`), checked."
     direction = 'backward' if backwards else 'forward'
-    if pretrained is True:
-        path = ulmfit_home() / 'pretrained' / ('bwd' if backwards else 'fwd')
-        if not (path / 'manifest.json').is_file():
-            raise FileNotFoundError(
-                f"pretrained=True looks for a {direction} language model in {path} (set ULMFIT_HOME to look elsewhere), "
-                f"and there is none. Make one with `ulmfit pretrain CORPUS --out {path}`{' --backwards' if backwards else ''}, "
-                "copy one there, or pass its folder: pretrained='path/to/bundle'")
-    else: path = Path(pretrained)
+    path = pretrained_path(pretrained, backwards)
     bundle = read_bundle(path, kind='language_model')
     if bundle.meta['learner']['text']['backwards'] != backwards:
         raise ValueError(f"the pretrained model in {path} reads text {'forward' if backwards else 'backward'}, these "
