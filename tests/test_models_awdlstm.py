@@ -244,6 +244,7 @@ def test_lm_loss_flattens():
 class _FakeLearn:
     def __init__(self, model, training=True):
         self.model, self.training, self.loss_grad = model, training, torch.tensor(1.)
+        self.resumed_batches, self.device = 0, torch.device("cpu")
 
 
 def test_rnn_regularizer_matches_hand_computation():

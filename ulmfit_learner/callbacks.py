@@ -48,7 +48,8 @@ class Recorder(Callback):
         self.metric_names = ['epoch', 'train_loss', 'valid_loss', *[m.name for m in learn.metrics], 'time']
 
     def before_epoch(self, learn) -> None:
-        self._start, self._epoch_first, self._sizes = time.time(), len(self.losses), []
+        self._start = time.time()
+        if not learn.resumed_batches: self._epoch_first, self._sizes = len(self.losses), []  # else: restored mid-epoch
         self.last_valid = [float('nan')] * (1 + len(learn.metrics))
         self._valid_loss = None  # set by before_validate; stays None when a callback cancels validation before it
 
@@ -117,10 +118,12 @@ class Recorder(Callback):
 
     def state_dict(self) -> dict:
         return {'_losses': self.losses, 'lrs': self.lrs, 'moms': self.moms, 'lrs_by_group': self.lrs_by_group,
-                'values': self.values, 'metric_names': self.metric_names}
+                'values': self.values, 'metric_names': self.metric_names,
+                # where the current epoch's losses start, and its batch sizes: a mid-epoch checkpoint needs them
+                '_epoch_first': getattr(self, '_epoch_first', 0), '_sizes': getattr(self, '_sizes', [])}
 
     def load_state_dict(self, state: dict) -> None:
-        for k, v in state.items(): setattr(self, k, list(v))
+        for k, v in state.items(): setattr(self, k, list(v) if isinstance(v, (list, tuple)) else v)
         self._pending = []
 
 # %% ../nbs/05_callbacks.ipynb #695de3cd
@@ -311,9 +314,22 @@ class CSVLogger(Callback):
         atomic_write(Path(learn.path) / self.fname, lambda f: f.write(csv))
 
 class CheckpointCallback(Callback):
-    "Save a resumable checkpoint (`models/{fname}.pth`) every `every` epochs."
+    "Save a resumable checkpoint (`models/{fname}.pth`) every `every` epochs and, if `every_minutes`, that often during an epoch."
     order = 90
     run_on_preds = False
-    def __init__(self, fname: str = 'checkpoint', every: int = 1): self.fname, self.every = fname, every
+    def __init__(self, fname: str = 'checkpoint', every: int = 1, every_minutes: float | None = None):
+        self.fname, self.every, self.every_minutes = fname, every, every_minutes
+
+    def before_fit(self, learn) -> None: self._last = time.monotonic()
+
+    def before_batch(self, learn) -> None:
+        # before the batch, not after it: every counter then says "this many batches done", so resuming is exact
+        if (learn.training and self.every_minutes is not None and learn.iter > learn.resumed_batches
+                and time.monotonic() - self._last >= 60 * self.every_minutes):
+            learn.save(self.fname)
+            self._last = time.monotonic()
+
     def after_epoch(self, learn) -> None:
-        if (learn.epoch + 1) % self.every == 0 or learn.epoch + 1 == learn.n_epoch: learn.save(self.fname)
+        if (learn.epoch + 1) % self.every == 0 or learn.epoch + 1 == learn.n_epoch:
+            learn.save(self.fname)
+            self._last = time.monotonic()

@@ -116,6 +116,8 @@ class Learner:
         self.training, self.epoch, self.n_epoch, self.iter, self.train_iter, self.total_train_iters = False, 0, 1, 0, 0, 1
         self.xb, self.yb, self.pred, self.loss, self.exception, self.dl = (), (), None, None, None, None
         self._predicting, self._resume = False, None
+        self.resumed_batches = 0  # batches of the current epoch run before the checkpoint a fit resumed from
+        self._in_train_loop = False
 
     # ---- callbacks -------------------------------------------------------------------------------------------------
     def add_cb(self, cb) -> Callback:
@@ -324,12 +326,18 @@ class Learner:
         if self.training: self.train_iter += 1
 
     def _all_batches(self) -> None:
-        for self.iter, b in enumerate(self.dl): self._do_batch(b)
+        skip = self.resumed_batches if self.training else 0
+        for self.iter, b in enumerate(self.dl):
+            if self.iter < skip: continue  # done before the checkpoint: the loader reads the same batches again
+            self._do_batch(b)
+        if self.training: self.resumed_batches = 0
 
     def _do_train(self) -> None:
         self.model.train()
         self.training, self.dl = True, self.dls.train
-        self._with_events(self._all_batches, 'train', CancelTrain)
+        self._in_train_loop = True
+        try: self._with_events(self._all_batches, 'train', CancelTrain)
+        finally: self._in_train_loop = False
 
     def _do_validate(self, dl=None) -> None:
         dl = self.dls.valid if dl is None else dl
@@ -486,11 +494,15 @@ class Learner:
         "Save weights, optimizer state, progress, callback states and random state to `path/model_dir/name.pth`."
         file = self._file(name)
         file.parent.mkdir(parents=True, exist_ok=True)
+        # saved from `before_batch` during training: the batches before `iter` are done, the one at `iter` is not
+        mid_epoch = self._in_train_loop and self.training
+        dl_epoch = getattr(self.dls.train, 'epoch', -1)  # the epoch of the loader's *next* pass
         state = {'format': CHECKPOINT_FORMAT, 'model': self.model.state_dict(),
                  'progress': {'epoch': self.epoch, 'n_epoch': self.n_epoch, 'train_iter': self.train_iter,
                               'n_train_batches': len(self.dls.train) if self.dls.train is not None else 0,
+                              'batches_done': self.iter if mid_epoch else None,
                               # loaders that shuffle per epoch from (seed, epoch) resume at the right epoch
-                              'train_dl_epoch': getattr(self.dls.train, 'epoch', -1)},
+                              'train_dl_epoch': dl_epoch - 1 if mid_epoch and dl_epoch > 0 else dl_epoch},
                  'cbs': {cb.name: cb.state_dict() for cb in self.cbs if cb.state_dict()},
                  'rng': get_rng_state()}
         if with_opt and self.opt is not None: state['opt'] = self.opt.state_dict()
@@ -524,6 +536,7 @@ class Learner:
 
     def _restore_progress(self, name: str) -> int:
         "Load a checkpoint for `fit(resume=name)`: weights, optimizer, callback states, random state; the epoch to start at."
+        self.resumed_batches = 0
         state = self._read(name)
         prog = state.get('progress')
         if prog is None: raise ValueError(f"{self._file(name)} has no training progress to resume from")
@@ -538,7 +551,9 @@ class Learner:
         set_rng_state(state['rng'])
         self.train_iter = prog['train_iter']
         if prog.get('train_dl_epoch', -1) >= 0 and hasattr(self.dls.train, 'set_epoch'): self.dls.train.set_epoch(prog['train_dl_epoch'])
-        return prog['epoch'] + 1
+        if prog.get('batches_done') is None: return prog['epoch'] + 1
+        self.resumed_batches = prog['batches_done']  # saved mid-epoch: this epoch again, from the next batch
+        return prog['epoch']
 
     def __repr__(self) -> str:
         return (f"Learner(model={type(self.model).__name__}, groups={len(self.layer_groups)}, device={self.device}, "

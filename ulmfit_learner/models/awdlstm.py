@@ -227,14 +227,36 @@ def awd_lstm_lm_split(model: LanguageModel) -> list[list[nn.Parameter]]:
 
 # %% ../../nbs/20_models_awdlstm.ipynb #f2ad4fb5
 class ModelResetter(Callback):
-    "Call `learn.model.reset()` before fitting, training and validating."
+    "Call `learn.model.reset()` before fitting, training and validating; a mid-epoch checkpoint keeps the hidden state."
     order = -5
+    def __init__(self): self._model, self._restored = None, None
+
     def _reset(self, learn) -> None:
         reset = getattr(learn.model, 'reset', None)
         if callable(reset): reset()
-    def before_fit(self, learn) -> None: self._reset(learn)
-    def before_train(self, learn) -> None: self._reset(learn)
+
+    def _encoders(self) -> list[AWDLSTM]: return [m for m in self._model.modules() if isinstance(m, AWDLSTM)]
+
+    def before_fit(self, learn) -> None:
+        self._model = learn.model
+        self._reset(learn)
+
+    def before_train(self, learn) -> None:
+        # resuming in the middle of an epoch: the stream goes on from the state the checkpoint saw
+        if learn.resumed_batches and self._restored is not None:
+            for enc, hidden in zip(self._encoders(), self._restored):
+                enc.hidden = None if hidden is None else [(h.to(learn.device), c.to(learn.device)) for h, c in hidden]
+        else: self._reset(learn)
+        self._restored = None
+
     def before_validate(self, learn) -> None: self._reset(learn)
+
+    def state_dict(self) -> dict:
+        if self._model is None: return {}
+        return {'hidden': [None if e.hidden is None else [list(hc) for hc in e.hidden] for e in self._encoders()]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._restored = [None if h is None else [tuple(hc) for hc in h] for h in state.get('hidden', [])]
 
 class RNNRegularizer(Callback):
     "Add AR (`alpha`) and TAR (`beta`) on the model's last-layer outputs to the training loss."
