@@ -28,6 +28,7 @@ from .interpret import ClassificationInterpretation
 from .ulmfit import (GradualUnfreezing, LMLearner, TextLearner, bidirectional_preds, language_model_learner, load_learner,
                      match_embeddings, pretrained_tokenizer, text_classifier_learner)
 from .pretrained import pretrained_path, ulmfit_home
+from .pretrain import pretrain, read_corpus
 from .schedule import (LRFinder, ParamScheduler, combine_scheds, flat_cos_lr, minimum, one_cycle_lr, one_cycle_mom,
                        sched_cos, sched_exp, sched_lin, sched_no, sched_stlr, steep, stlr, valley)
 
@@ -69,6 +70,8 @@ __all__ = [
     # ULMFiT learners, prediction, export and pretrained models
     'TextLearner', 'LMLearner', 'language_model_learner', 'text_classifier_learner', 'GradualUnfreezing',
     'bidirectional_preds', 'load_learner', 'match_embeddings', 'pretrained_tokenizer', 'ulmfit_home', 'pretrained_path',
+    # ULMFiT stage 1: pretraining
+    'pretrain', 'read_corpus',
     # interpretation
     'ClassificationInterpretation',
 ]

@@ -128,8 +128,8 @@ class TextLearner(Learner):
         return results[0] if single else results
 
     # ---- export ----------------------------------------------------------------------------------------------------
-    def export(self, path) -> Path:
-        "Write an inference-ready folder at `path`: weights (safetensors), config, vocab, labels, tokenizer, manifest."
+    def export(self, path, extra_files: dict | None = None) -> Path:
+        "Write an inference-ready folder at `path`: weights (safetensors), config, vocab, labels, tokenizer, `extra_files`, manifest."
         if self.model_spec is None:
             raise ValueError("export needs a learner made by language_model_learner or text_classifier_learner "
                              "(this one has no record of how its model was built)")
@@ -138,7 +138,7 @@ class TextLearner(Learner):
         text = {'seq_len': tb.seq_len, 'backwards': tb.backwards,
                 'text_cols': tb.get_text.cols if isinstance(tb.get_text, ColReader) else None}
         meta = {'learner': {**self.model_spec, 'text': text, 'bs': getattr(self.dls, 'val_bs', 64)}}
-        files = {**files, 'vocab.json': self.dls.vocab.to_json(), 'tokenizer.json': tok_settings}
+        files = {**(extra_files or {}), **files, 'vocab.json': self.dls.vocab.to_json(), 'tokenizer.json': tok_settings}
         if not self.dls.is_lm:
             classes = [c.item() if hasattr(c, 'item') else c for c in self.classes]  # NumPy scalars -> JSON numbers
             files['labels.json'] = {'classes': classes, 'multi_label': self._multi_label}

@@ -1,0 +1,107 @@
+"""ULMFiT stage 1: corpora read from files of every supported kind, `pretrain` to a bundle with its figures, an exact
+resume after a crash mid-epoch, clear errors, and the bundle used as a pretrained model."""
+import json
+import lzma
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from ulmfit_learner import AWD_LSTM, Callback, CallbackError, TextDataLoaders, load_learner, read_bundle
+from ulmfit_learner.pretrain import pretrain, read_corpus
+from ulmfit_learner.ulmfit import language_model_learner
+
+DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
+TINY = dict(emb_sz=16, n_hid=32, n_layers=2)
+ARGS = dict(config=TINY, epochs=2, lr=1e-2, bs=8, seq_len=16, progress=False, device='cpu')
+pytestmark = pytest.mark.usefixtures('one_thread')
+
+
+@pytest.fixture(scope='module')
+def questions():
+    return pd.read_csv(DATA / 'trec' / 'train.csv', keep_default_na=False).text.iloc[::10].tolist()
+
+
+@pytest.fixture
+def corpus(questions, tmp_path):
+    f = tmp_path / 'corpus.txt'
+    f.write_text('\n'.join(questions), encoding='utf-8')
+    return f
+
+
+# ---- reading corpora ------------------------------------------------------------------------------------------------
+def test_general_corpus_articles():
+    docs = list(read_corpus(DATA / 'general-corpus' / 'valid.txt.xz', max_docs=3))
+    assert len(docs) == 3 and all(len(d.split()) > 100 for d in docs)
+    assert not any(line.startswith('= ') for d in docs for line in d.split('\n')), 'title markup removed'
+
+
+def test_wikitext_tokens_file_is_read_as_articles():
+    docs = list(read_corpus(DATA / 'wikitext-2-tokens-valid-test' / 'wiki.valid.tokens.xz', max_docs=2))
+    assert docs[0].startswith('Homarus gammarus') and '= = Description = =' in docs[0] and len(docs) == 2
+
+
+def test_lines_folders_and_csvs(tmp_path, questions):
+    (tmp_path / 'd').mkdir()
+    for i, q in enumerate(questions[:3]): (tmp_path / 'd' / f'{i}.txt').write_text(q, encoding='utf-8')
+    assert list(read_corpus(tmp_path / 'd')) == questions[:3]
+    pd.DataFrame({'body': questions[:4]}).to_csv(tmp_path / 'c.csv', index=False)
+    assert list(read_corpus(tmp_path / 'c.csv', text_col='body')) == questions[:4]
+    with lzma.open(tmp_path / 'c.csv.xz', 'wt', encoding='utf-8') as f: pd.DataFrame({'text': questions[:2]}).to_csv(f, index=False)
+    assert list(read_corpus(tmp_path / 'c.csv.xz')) == questions[:2]
+    with pytest.raises(KeyError, match="column 'text' not found.*body"): list(read_corpus(tmp_path / 'c.csv'))
+    with pytest.raises(FileNotFoundError, match='no corpus'): list(read_corpus(tmp_path / 'nothing.txt'))
+    (tmp_path / 'latin.txt').write_bytes('caf\xe9'.encode('latin-1'))
+    with pytest.raises(ValueError, match='not valid UTF-8'): list(read_corpus(tmp_path / 'latin.txt'))
+
+
+# ---- pretrain ------------------------------------------------------------------------------------------------------
+def test_pretrain_writes_a_bundle_with_its_figures(corpus, tmp_path):
+    learn = pretrain(corpus, tmp_path / 'lm', **ARGS)
+    names = {p.name for p in (tmp_path / 'lm').iterdir()}
+    assert {'loss.png', 'history.csv', 'training.json', 'vocab.json', 'tokenizer.json', 'manifest.json'} <= names
+    summary = json.loads((tmp_path / 'lm' / 'training.json').read_text())
+    assert summary['epochs'] == 2 and summary['mixed_precision'] is None and summary['documents'] > 400
+    assert 1 < summary['final']['perplexity'] < len(learn.dls.vocab)
+    assert (tmp_path / 'lm' / 'loss.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    history = pd.read_csv(tmp_path / 'lm' / 'history.csv')
+    assert list(history.epoch) == [0, 1] and 'perplexity' in history.columns
+    assert read_bundle(tmp_path / 'lm').kind == 'language_model'
+    assert (tmp_path / 'lm.work' / 'tokens').is_dir(), 'the token cache is in the work folder'
+
+
+def test_pretrain_resumes_exactly_after_a_crash(corpus, tmp_path):
+    class PowerCut(Callback):
+        def after_batch(self, learn):
+            if learn.training and learn.epoch == 1 and learn.iter == 7: raise RuntimeError('power cut')
+    args = dict(ARGS, checkpoint_minutes=0)
+    with pytest.raises(CallbackError, match='power cut'): pretrain(corpus, tmp_path / 'a', cbs=[PowerCut()], **args)
+    assert not (tmp_path / 'a').exists(), 'no bundle from an interrupted run'
+    resumed = pretrain(corpus, tmp_path / 'a', **args)
+    full = pretrain(corpus, tmp_path / 'b', **args)
+    for k, v in full.model.state_dict().items(): assert torch.equal(v, resumed.model.state_dict()[k]), k
+    assert resumed.recorder.values[1][1] == full.recorder.values[1][1], 'the resumed epoch has the same train loss'
+
+
+def test_pretrain_refuses_to_resume_another_run(corpus, tmp_path):
+    pretrain(corpus, tmp_path / 'lm', **dict(ARGS, epochs=1))
+    with pytest.raises(ValueError, match='cannot resume.*resume=False'): pretrain(corpus, tmp_path / 'lm', **ARGS)
+    pretrain(corpus, tmp_path / 'lm', resume=False, **ARGS)  # starting over is allowed
+
+
+def test_pretrain_bad_input(tmp_path, corpus):
+    (tmp_path / 'empty.txt').write_text('\n\n', encoding='utf-8')
+    with pytest.raises(ValueError, match='has no text'): pretrain(tmp_path / 'empty.txt', tmp_path / 'x', **ARGS)
+    with pytest.raises(ValueError, match='mixed_precision'): pretrain(corpus, tmp_path / 'y', mixed_precision='fp8', **ARGS)
+    with pytest.raises(ValueError, match='schedule'): pretrain(corpus, tmp_path / 'z', schedule='cosine', **ARGS)
+
+
+def test_backward_pretraining_feeds_a_backward_model(corpus, questions, tmp_path, monkeypatch):
+    pretrain(corpus, tmp_path / 'home' / 'pretrained' / 'bwd', backwards=True, valid=corpus, **dict(ARGS, epochs=1))
+    monkeypatch.setenv('ULMFIT_HOME', str(tmp_path / 'home'))
+    dls = TextDataLoaders.from_df(pd.DataFrame({'text': questions}), text_col='text', is_lm=True, backwards=True, seed=0,
+                                  bs=8, seq_len=16, progress=False)
+    learn = language_model_learner(dls, AWD_LSTM, pretrained=True, path=tmp_path)
+    assert learn.pretrained_coverage == 1.0 and learn.dls.text_block.backwards
+    assert load_learner(tmp_path / 'home' / 'pretrained' / 'bwd').dls.text_block.backwards
