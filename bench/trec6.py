@@ -1,0 +1,219 @@
+"""ULMFiT on TREC-6, the paper's recipe, ours and fastai 2.8.12's side by side in one run, with ablation switches.
+
+Data: `../shared/data/trec/train.csv` (5,452 questions) with 10% held out for validation (the same rows for both
+implementations: a seeded `is_valid` column), and the 500 official test questions (`test.csv`).
+
+The recipe (the paper's hyper-parameters; section 4 and 3.2-3.3):
+  1. Language-model fine-tuning on the training questions (without general-domain pretraining unless
+     `--pretrained BUNDLE`): AWD-LSTM emb 400, hidden 1152, 3 layers, the paper's dropouts times `--lm-drop-mult`,
+     Adam betas (0.7, 0.99), bs 64, BPTT 70, base lr 0.004; STLR (cut_frac 0.1, ratio 32); discriminative lrs
+     (2.6 per group) when fine-tuning a pretrained model.
+  2. The classifier on the fine-tuned encoder: concat pooling, head 50, drop_mult `--clas-drop-mult`, bs 64,
+     base lr 0.01; gradual unfreezing (one more layer group per epoch), discriminative lrs, STLR; then
+     `--clas-epochs` epochs with everything unfrozen.
+Ablations (the paper's Tables 6 and 7): `--no-discr` (one lr for every group), `--no-stlr` (a constant lr), `--no-gradual`
+(everything trained from the first epoch). `--bidir` also trains the backward model and averages the two classifiers.
+
+fastai's half (`--fastai-python`, a separate virtualenv, see bench/README.md) runs fastai's own ULMFiT recipe as its
+documentation teaches it on the same split: `language_model_learner(..., pretrained=False)` fine-tuned with
+`fit_one_cycle`, then `text_classifier_learner` with `fit_one_cycle` stages unfreezing -2, -3, all, lrs spread with
+`slice(lr / 2.6**4, lr)`, the same sizes, dropouts, bs, epochs and lrs as ours. fastai has no STLR: one-cycle is
+its nearest schedule.
+
+Reported: validation error (final epoch, and the best epoch), test error, wall times per stage; a markdown table.
+
+    .venv/bin/python bench/trec6.py --fastai-python /work/fastai-venv/bin/python --json-out /tmp/trec6.json
+    .venv/bin/python bench/trec6.py --impl ours --no-gradual            # one ablation, ours only
+    .venv/bin/python bench/trec6.py --impl ours --size small --lm-epochs 4 --clas-epochs 4   # minutes, not an hour
+"""
+import argparse, json, os, sys, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import machine_facts, md_table, run_child, fmt  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data', 'trec')
+SIZES = {'paper': dict(emb_sz=400, n_hid=1152, n_layers=3), 'small': dict(emb_sz=100, n_hid=384, n_layers=2)}
+
+
+def load_split(seed: int, valid_pct: float = 0.1):
+    import numpy as np
+    import pandas as pd
+    train = pd.read_csv(os.path.join(DATA, 'train.csv'), keep_default_na=False)
+    test = pd.read_csv(os.path.join(DATA, 'test.csv'), keep_default_na=False)
+    valid = np.random.default_rng(seed).permutation(len(train))[:round(len(train) * valid_pct)]
+    train['is_valid'] = False
+    train.loc[valid, 'is_valid'] = True
+    return train, test
+
+
+def group_lr(lr, n_groups, discr):
+    return slice(lr / 2.6 ** (n_groups - 1), lr) if discr else lr
+
+
+# ---- ours ----------------------------------------------------------------------------------------------------------
+def run_ours(a):
+    import torch
+    from ulmfit_learner import (AWD_LSTM, GradualUnfreezing, Perplexity, TextDataLoaders, accuracy, bidirectional_preds,
+                                language_model_learner, set_seed, text_classifier_learner)
+    train, test = load_split(a.seed)
+    cfg, res = SIZES[a.size], {'impl': 'ours', 'torch_threads': torch.get_num_threads()}
+    learners = {}
+    for direction in (['fwd', 'bwd'] if a.bidir else ['fwd']):
+        bwd = direction == 'bwd'
+        set_seed(a.seed)
+        t = time.perf_counter()
+        dls_lm = TextDataLoaders.from_df(train, text_col='text', is_lm=True, valid_col='is_valid', seed=a.seed, bs=a.bs,
+                                         seq_len=70, backwards=bwd, progress=False, device=a.device)
+        pretrained = a.pretrained_bwd if bwd else a.pretrained
+        lm = language_model_learner(dls_lm, AWD_LSTM, config=None if pretrained else cfg, drop_mult=a.lm_drop_mult,
+                                    pretrained=pretrained, metrics=[accuracy, Perplexity()], path=a.work, device=a.device)
+        if a.amp: getattr(lm, f'to_{a.amp}')()
+        fit = lm.fit_stlr if a.stlr else lm.fit
+        if pretrained:  # the paper's LM fine-tuning: the new embedding rows first, then everything, discriminative lrs
+            lm.freeze(); fit(1, a.lm_lr)
+            lm.unfreeze(); fit(a.lm_epochs, group_lr(a.lm_lr, len(lm.layer_groups), a.discr))
+        else: fit(a.lm_epochs, a.lm_lr)
+        lm.save_encoder(f'enc_{direction}')
+        res[f'lm_{direction}'] = dict(seconds=time.perf_counter() - t, history=lm.recorder.values,
+                                      columns=lm.recorder.metric_names)
+        t = time.perf_counter()
+        dls = TextDataLoaders.from_df(train, text_col='text', label_col='label', valid_col='is_valid', seed=a.seed,
+                                      bs=a.bs, text_vocab=dls_lm.vocab, backwards=bwd, progress=False, device=a.device)
+        sizes = {k: getattr(lm.model.encoder.config, k) for k in ('emb_sz', 'n_hid', 'n_layers')}  # the LM's, pretrained or not
+        clas = text_classifier_learner(dls, AWD_LSTM, config=sizes,
+                                       drop_mult=a.clas_drop_mult, metrics=accuracy, path=a.work, device=a.device)
+        clas.load_encoder(f'enc_{direction}')
+        if a.amp: getattr(clas, f'to_{a.amp}')()
+        n = len(clas.layer_groups)
+        fit = clas.fit_stlr if a.stlr else clas.fit
+        if a.gradual: fit(n - 1, group_lr(a.clas_lr, n, a.discr), cbs=GradualUnfreezing())
+        fit(a.clas_epochs, group_lr(a.clas_lr / 2, n, a.discr))
+        hist = clas.recorder.values  # the last fit's epochs
+        acc_col = clas.recorder.metric_names.index('accuracy')
+        probs, targs = clas.get_preds(dl=dls.test_dl(test.text, labels=test.label))
+        res[f'clas_{direction}'] = dict(seconds=time.perf_counter() - t, history=hist, columns=clas.recorder.metric_names,
+                                        valid_error=1 - hist[-1][acc_col], best_valid_error=1 - max(h[acc_col] for h in hist),
+                                        test_error=1 - (probs.argmax(1) == targs).float().mean().item())
+        learners[direction] = (clas, dls, test)
+    if a.bidir:
+        (f, fd, test), (b, bd, _) = learners['fwd'], learners['bwd']
+        p, t = bidirectional_preds(f, b, fd.valid, bd.valid)
+        pt, tt = bidirectional_preds(f, b, fd.test_dl(test.text, labels=test.label), bd.test_dl(test.text, labels=test.label))
+        res['bidir'] = dict(valid_error=1 - (p.argmax(1) == t).float().mean().item(),
+                            test_error=1 - (pt.argmax(1) == tt).float().mean().item())
+    return res
+
+
+# ---- fastai's recipe ------------------------------------------------------------------------------------------------
+def run_fastai(a):
+    import torch
+    from fastai.text.all import (AWD_LSTM, Perplexity, TextDataLoaders, accuracy, awd_lstm_clas_config,
+                                 awd_lstm_lm_config, language_model_learner, set_seed, text_classifier_learner)
+    train, test = load_split(a.seed)
+    res = {'impl': 'fastai', 'torch_threads': torch.get_num_threads()}
+    cfg = SIZES[a.size]
+    set_seed(a.seed)
+    t = time.perf_counter()
+    dls_lm = TextDataLoaders.from_df(train, text_col='text', is_lm=True, valid_col='is_valid', bs=a.bs, seq_len=70)
+    lm_cfg = dict(awd_lstm_lm_config, emb_sz=cfg['emb_sz'], n_hid=cfg['n_hid'], n_layers=cfg['n_layers'],
+                  output_p=0.4, hidden_p=0.3, input_p=0.4, embed_p=0.05, weight_p=0.5)
+    lm = language_model_learner(dls_lm, AWD_LSTM, config=lm_cfg, pretrained=False, drop_mult=a.lm_drop_mult,
+                                metrics=[accuracy, Perplexity()], path=a.work)
+    lm.fit_one_cycle(a.lm_epochs, a.lm_lr)
+    lm.save_encoder('enc')
+    res['lm_fwd'] = dict(seconds=time.perf_counter() - t, history=[list(map(float, v)) for v in lm.recorder.values])
+    t = time.perf_counter()
+    dls = TextDataLoaders.from_df(train, text_col='text', label_col='label', valid_col='is_valid', bs=a.bs,
+                                  text_vocab=dls_lm.vocab)
+    clas_cfg = dict(awd_lstm_clas_config, emb_sz=cfg['emb_sz'], n_hid=cfg['n_hid'], n_layers=cfg['n_layers'],
+                    output_p=0.4, hidden_p=0.3, input_p=0.4, embed_p=0.05, weight_p=0.5)
+    clas = text_classifier_learner(dls, AWD_LSTM, config=clas_cfg, pretrained=False, drop_mult=a.clas_drop_mult,
+                                   metrics=accuracy, path=a.work)
+    clas.load_encoder('enc')
+    lr = a.clas_lr
+    clas.fit_one_cycle(1, lr)
+    for n in range(2, cfg['n_layers'] + 2):  # unfreeze one more group per stage, as the fastai tutorial does
+        clas.freeze_to(-n)
+        clas.fit_one_cycle(1, slice(lr / 2.6 ** 4, lr))
+    clas.unfreeze()
+    clas.fit_one_cycle(a.clas_epochs, slice(lr / 2 / 2.6 ** 4, lr / 2))
+    hist = [list(map(float, v)) for v in clas.recorder.values]
+    test_dl = dls.test_dl(test, with_labels=True)
+    probs, targs = clas.get_preds(dl=test_dl)
+    res['clas_fwd'] = dict(seconds=time.perf_counter() - t, history=hist, valid_error=1 - hist[-1][2],
+                           best_valid_error=1 - max(h[2] for h in hist),
+                           test_error=1 - (probs.argmax(1) == targs).float().mean().item())
+    return res
+
+
+# ---- the run --------------------------------------------------------------------------------------------------------
+def child_args(a):
+    out = ['--size', a.size, '--lm-epochs', str(a.lm_epochs), '--clas-epochs', str(a.clas_epochs), '--seed', str(a.seed),
+           '--bs', str(a.bs), '--lm-lr', str(a.lm_lr), '--clas-lr', str(a.clas_lr), '--lm-drop-mult', str(a.lm_drop_mult),
+           '--clas-drop-mult', str(a.clas_drop_mult)]
+    for flag in ('discr', 'stlr', 'gradual'):
+        if not getattr(a, flag): out.append(f'--no-{flag}')
+    if a.bidir: out.append('--bidir')
+    if a.device: out += ['--device', a.device]
+    if a.amp: out += ['--amp', a.amp]
+    if a.pretrained: out += ['--pretrained', os.path.abspath(a.pretrained)]
+    if a.pretrained_bwd: out += ['--pretrained-bwd', os.path.abspath(a.pretrained_bwd)]
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--impl', default='both', choices=['ours', 'fastai', 'both'])
+    p.add_argument('--fastai-python', default=None, help="the fastai virtualenv's python (needed for fastai's half)")
+    p.add_argument('--size', default='paper', choices=list(SIZES))
+    p.add_argument('--lm-epochs', type=int, default=10)
+    p.add_argument('--clas-epochs', type=int, default=8, help='epochs with every group unfrozen, after gradual unfreezing')
+    p.add_argument('--bs', type=int, default=64)
+    p.add_argument('--lm-lr', type=float, default=4e-3)
+    p.add_argument('--clas-lr', type=float, default=1e-2)
+    p.add_argument('--lm-drop-mult', type=float, default=1.0)
+    p.add_argument('--clas-drop-mult', type=float, default=1.0)
+    p.add_argument('--no-discr', dest='discr', action='store_false')
+    p.add_argument('--no-stlr', dest='stlr', action='store_false')
+    p.add_argument('--no-gradual', dest='gradual', action='store_false')
+    p.add_argument('--bidir', action='store_true', help='also the backward model; report the averaged classifiers')
+    p.add_argument('--pretrained', default=None, help='a pretrained forward LM bundle (else no general-domain pretraining)')
+    p.add_argument('--pretrained-bwd', default=None)
+    p.add_argument('--seed', type=int, default=42)
+    p.add_argument('--device', default=None)
+    p.add_argument('--amp', default=None, choices=[None, 'bf16', 'fp16'])
+    p.add_argument('--json-out', default=None)
+    p.add_argument('--result', default=None, help=argparse.SUPPRESS)  # child mode
+    a = p.parse_args()
+    if a.result:  # a child: one implementation, in a fresh process and an empty folder
+        a.work = os.getcwd()
+        res = run_ours(a) if a.impl == 'ours' else run_fastai(a)
+        with open(a.result, 'w') as f: json.dump(res, f)
+        return
+    impls = ['ours', 'fastai'] if a.impl == 'both' else [a.impl]
+    if 'fastai' in impls and not a.fastai_python: sys.exit('fastai needs --fastai-python (see bench/README.md)')
+    results = {'machine': machine_facts(), 'args': vars(a), 'runs': []}
+    for impl in impls:
+        py = sys.executable if impl == 'ours' else a.fastai_python
+        r = run_child(__file__, impl, py, child_args(a), f'trec6-{impl}-', {'impl': impl})
+        results['runs'].append(r)
+        print(json.dumps({k: v for k, v in r.items() if not k.startswith(('lm_', 'clas_'))} |
+                         {k: {kk: vv for kk, vv in v.items() if kk != 'history'} for k, v in r.items()
+                          if k.startswith(('lm_', 'clas_'))}), flush=True)
+    rows = []
+    for r in results['runs']:
+        c = r.get('clas_fwd', {})
+        rows.append([r['impl'], 'fwd', fmt(100 * c['valid_error']) if c else r.get('error', '-'),
+                     fmt(100 * c['best_valid_error']) if c else '-', fmt(100 * c['test_error']) if c else '-',
+                     fmt(r.get('lm_fwd', {}).get('seconds')), fmt(c.get('seconds')), fmt(r.get('process_wall_s'))])
+        if 'bidir' in r:
+            rows.append([r['impl'], 'fwd+bwd', fmt(100 * r['bidir']['valid_error']), '-', fmt(100 * r['bidir']['test_error']),
+                         fmt(r['lm_bwd']['seconds']), fmt(r['clas_bwd']['seconds']), '-'])
+    print(md_table(['impl', 'model', 'valid error %', 'best epoch valid error %', 'test error %', 'LM s', 'classifier s',
+                    'process s'], rows))
+    if a.json_out:
+        with open(a.json_out, 'w') as f: json.dump(results, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
