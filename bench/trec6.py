@@ -53,52 +53,35 @@ def group_lr(lr, n_groups, discr):
 # ---- ours ----------------------------------------------------------------------------------------------------------
 def run_ours(a):
     import torch
-    from ulmfit_learner import (AWD_LSTM, GradualUnfreezing, Perplexity, TextDataLoaders, accuracy, bidirectional_preds,
-                                language_model_learner, set_seed, text_classifier_learner)
+    from ulmfit_learner import bidirectional_preds, set_seed, ulmfit_stages
     train, test = load_split(a.seed)
-    cfg, res = SIZES[a.size], {'impl': 'ours', 'torch_threads': torch.get_num_threads()}
+    res = {'impl': 'ours', 'torch_threads': torch.get_num_threads()}
     learners = {}
     for direction in (['fwd', 'bwd'] if a.bidir else ['fwd']):
         bwd = direction == 'bwd'
+        pretrained = a.pretrained_bwd if bwd else a.pretrained
         set_seed(a.seed)
         t = time.perf_counter()
-        dls_lm = TextDataLoaders.from_df(train, text_col='text', is_lm=True, valid_col='is_valid', seed=a.seed, bs=a.bs,
-                                         seq_len=70, backwards=bwd, progress=False, device=a.device)
-        pretrained = a.pretrained_bwd if bwd else a.pretrained
-        lm = language_model_learner(dls_lm, AWD_LSTM, config=None if pretrained else cfg, drop_mult=a.lm_drop_mult,
-                                    pretrained=pretrained, metrics=[accuracy, Perplexity()], path=a.work, device=a.device)
-        if a.amp: getattr(lm, f'to_{a.amp}')()
-        fit = lm.fit_stlr if a.stlr else lm.fit
-        if pretrained:  # the paper's LM fine-tuning: the new embedding rows first, then everything, discriminative lrs
-            lm.freeze(); fit(1, a.lm_lr)
-            lm.unfreeze(); fit(a.lm_epochs, group_lr(a.lm_lr, len(lm.layer_groups), a.discr))
-        else: fit(a.lm_epochs, a.lm_lr)
-        lm.save_encoder(f'enc_{direction}')
-        res[f'lm_{direction}'] = dict(seconds=time.perf_counter() - t, history=lm.recorder.values,
-                                      columns=lm.recorder.metric_names)
-        t = time.perf_counter()
-        dls = TextDataLoaders.from_df(train, text_col='text', label_col='label', valid_col='is_valid', seed=a.seed,
-                                      bs=a.bs, text_vocab=dls_lm.vocab, backwards=bwd, progress=False, device=a.device)
-        sizes = {k: getattr(lm.model.encoder.config, k) for k in ('emb_sz', 'n_hid', 'n_layers')}  # the LM's, pretrained or not
-        clas = text_classifier_learner(dls, AWD_LSTM, config=sizes,
-                                       drop_mult=a.clas_drop_mult, metrics=accuracy, path=a.work, device=a.device)
-        clas.load_encoder(f'enc_{direction}')
-        if a.amp: getattr(clas, f'to_{a.amp}')()
-        n = len(clas.layer_groups)
-        fit = clas.fit_stlr if a.stlr else clas.fit
-        if a.gradual: fit(n - 1, group_lr(a.clas_lr, n, a.discr), cbs=GradualUnfreezing())
-        fit(a.clas_epochs, group_lr(a.clas_lr / 2, n, a.discr))
+        # the library's recipe (ulmfit_learner.recipe): the same code as `ulmfit train` and the tutorials
+        lm, clas = ulmfit_stages(train, os.path.join(a.work, direction), valid_col='is_valid', pretrained=pretrained,
+                                 config=None if pretrained else SIZES[a.size], lm_epochs=a.lm_epochs,
+                                 clas_epochs=a.clas_epochs, lm_lr=a.lm_lr, clas_lr=a.clas_lr, bs=a.bs, seq_len=70,
+                                 seed=a.seed, device=a.device, backwards=bwd, what='questions', discr=a.discr,
+                                 stlr=a.stlr, gradual=a.gradual, lm_drop_mult=a.lm_drop_mult,
+                                 clas_drop_mult=a.clas_drop_mult, amp=a.amp)
         hist = clas.recorder.values  # the last fit's epochs
         acc_col = clas.recorder.metric_names.index('accuracy')
-        probs, targs = clas.get_preds(dl=dls.test_dl(test.text, labels=test.label))
+        test_dl = clas.dls.test_dl(test.text, labels=test.label)
+        probs, targs = clas.get_preds(dl=test_dl)
         res[f'clas_{direction}'] = dict(seconds=time.perf_counter() - t, history=hist, columns=clas.recorder.metric_names,
                                         valid_error=1 - hist[-1][acc_col], best_valid_error=1 - max(h[acc_col] for h in hist),
-                                        test_error=1 - (probs.argmax(1) == targs).float().mean().item())
-        learners[direction] = (clas, dls, test)
+                                        test_error=1 - (probs.argmax(1) == targs).float().mean().item(),
+                                        lm_history=lm.recorder.values, lm_columns=lm.recorder.metric_names)
+        learners[direction] = (clas, test_dl)
     if a.bidir:
-        (f, fd, test), (b, bd, _) = learners['fwd'], learners['bwd']
-        p, t = bidirectional_preds(f, b, fd.valid, bd.valid)
-        pt, tt = bidirectional_preds(f, b, fd.test_dl(test.text, labels=test.label), bd.test_dl(test.text, labels=test.label))
+        (f, f_test), (b, b_test) = learners['fwd'], learners['bwd']
+        p, t = bidirectional_preds(f, b)
+        pt, tt = bidirectional_preds(f, b, f_test, b_test)
         res['bidir'] = dict(valid_error=1 - (p.argmax(1) == t).float().mean().item(),
                             test_error=1 - (pt.argmax(1) == tt).float().mean().item())
     return res
@@ -121,8 +104,7 @@ def run_fastai(a):
                                 metrics=[accuracy, Perplexity()], path=a.work)
     lm.fit_one_cycle(a.lm_epochs, a.lm_lr)
     lm.save_encoder('enc')
-    res['lm_fwd'] = dict(seconds=time.perf_counter() - t, history=[list(map(float, v)) for v in lm.recorder.values])
-    t = time.perf_counter()
+    lm_history = [list(map(float, v)) for v in lm.recorder.values]
     dls = TextDataLoaders.from_df(train, text_col='text', label_col='label', valid_col='is_valid', bs=a.bs,
                                   text_vocab=dls_lm.vocab)
     clas_cfg = dict(awd_lstm_clas_config, emb_sz=cfg['emb_sz'], n_hid=cfg['n_hid'], n_layers=cfg['n_layers'],
@@ -130,17 +112,19 @@ def run_fastai(a):
     clas = text_classifier_learner(dls, AWD_LSTM, config=clas_cfg, pretrained=False, drop_mult=a.clas_drop_mult,
                                    metrics=accuracy, path=a.work)
     clas.load_encoder('enc')
-    lr = a.clas_lr
-    clas.fit_one_cycle(1, lr)
-    for n in range(2, cfg['n_layers'] + 2):  # unfreeze one more group per stage, as the fastai tutorial does
-        clas.freeze_to(-n)
-        clas.fit_one_cycle(1, slice(lr / 2.6 ** 4, lr))
+    lr, n_groups = a.clas_lr, cfg['n_layers'] + 2  # embedding, each LSTM, head: as ours
+    spread = lambda lr: slice(lr / 2.6 ** (n_groups - 1), lr) if a.discr else lr
+    if a.gradual:  # the head, then one more group per stage, as fastai's tutorial does; at half the lr, as ours
+        clas.fit_one_cycle(1, spread(lr / 2))
+        for n in range(2, n_groups):
+            clas.freeze_to(-n)
+            clas.fit_one_cycle(1, spread(lr / 2))
     clas.unfreeze()
-    clas.fit_one_cycle(a.clas_epochs, slice(lr / 2 / 2.6 ** 4, lr / 2))
+    clas.fit_one_cycle(a.clas_epochs, spread(lr))
     hist = [list(map(float, v)) for v in clas.recorder.values]
     test_dl = dls.test_dl(test, with_labels=True)
     probs, targs = clas.get_preds(dl=test_dl)
-    res['clas_fwd'] = dict(seconds=time.perf_counter() - t, history=hist, valid_error=1 - hist[-1][2],
+    res['clas_fwd'] = dict(seconds=time.perf_counter() - t, history=hist, lm_history=lm_history, valid_error=1 - hist[-1][2],
                            best_valid_error=1 - max(h[2] for h in hist),
                            test_error=1 - (probs.argmax(1) == targs).float().mean().item())
     return res
@@ -205,12 +189,12 @@ def main():
         c = r.get('clas_fwd', {})
         rows.append([r['impl'], 'fwd', fmt(100 * c['valid_error']) if c else r.get('error', '-'),
                      fmt(100 * c['best_valid_error']) if c else '-', fmt(100 * c['test_error']) if c else '-',
-                     fmt(r.get('lm_fwd', {}).get('seconds')), fmt(c.get('seconds')), fmt(r.get('process_wall_s'))])
+                     fmt(c.get('seconds')), fmt(r.get('process_wall_s'))])
         if 'bidir' in r:
             rows.append([r['impl'], 'fwd+bwd', fmt(100 * r['bidir']['valid_error']), '-', fmt(100 * r['bidir']['test_error']),
-                         fmt(r['lm_bwd']['seconds']), fmt(r['clas_bwd']['seconds']), '-'])
-    print(md_table(['impl', 'model', 'valid error %', 'best epoch valid error %', 'test error %', 'LM s', 'classifier s',
-                    'process s'], rows))
+                         fmt(r['clas_bwd']['seconds']), '-'])
+    print(md_table(['impl', 'model', 'valid error %', 'best epoch valid error %', 'test error %',
+                    'LM + classifier s', 'process s'], rows))
     if a.json_out:
         with open(a.json_out, 'w') as f: json.dump(results, f, indent=1)
 

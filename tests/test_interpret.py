@@ -7,7 +7,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ulmfit_learner.callbacks import ProgressCallback
-from ulmfit_learner.cli import trec6
+from ulmfit_learner.recipe import trec6
 from ulmfit_learner.core import set_seed
 from ulmfit_learner.interpret import ClassificationInterpretation, _item_ids
 from ulmfit_learner.metrics import accuracy

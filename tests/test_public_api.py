@@ -41,7 +41,7 @@ def test_every_public_module_name_is_reexported():
                 'BUNDLE_FORMAT', 'MAX_SHARD_BYTES', 'MANIFEST', 'META', 'SPM_FILE', 'sha256_file',
                 'EMB_KEY', 'DEC_WEIGHT', 'DEC_BIAS'}
     for mod in ['core', 'callback', 'optimizer', 'schedule', 'metrics', 'callbacks', 'learner', 'text.tokenize',
-                'text.vocab', 'text.loaders', 'text.data', 'models.awdlstm', 'models.classifier', 'bundle', 'pretrained', 'ulmfit', 'pretrain', 'interpret']:
+                'text.vocab', 'text.loaders', 'text.data', 'models.awdlstm', 'models.classifier', 'bundle', 'pretrained', 'ulmfit', 'pretrain', 'recipe', 'interpret']:
         m = importlib.import_module(f'ulmfit_learner.{mod}')
         missing = [n for n in m.__all__ if n not in ulmfit_learner.__all__ and n not in internal]
         assert not missing, f"ulmfit_learner.{mod} exports {missing} but the package does not"

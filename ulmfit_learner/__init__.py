@@ -5,7 +5,7 @@ from .callback import (EVENTS, Callback, CallbackError, CancelBatch, CancelEpoch
                        CancelValidate)
 from .callbacks import (CheckpointCallback, CSVLogger, EarlyStoppingCallback, GradientClip, ProgressCallback,
                         Recorder, SaveModelCallback, TerminateOnNaN, TrackerCallback)
-from .core import (DataLoaders, atomic_write, default_device, get_rng_state, peek_batch, set_rng_state, set_seed, to_detach,
+from .core import (DataLoaders, atomic_write, default_device, get_rng_state, in_notebook, peek_batch, show_frame, set_rng_state, set_seed, to_detach,
                    to_device)
 from .learner import Learner, single_group
 from .metrics import AvgLoss, AvgMetric, F1Score, Metric, Perplexity, accuracy, error_rate
@@ -26,16 +26,17 @@ from .bundle import (LIBRARY_RULES, Bundle, read_bundle, shard_tensors, tokenize
                      verify_bundle, write_bundle)
 from .interpret import ClassificationInterpretation
 from .ulmfit import (GradualUnfreezing, LMLearner, TextLearner, bidirectional_preds, language_model_learner, load_learner,
-                     match_embeddings, pretrained_tokenizer, text_classifier_learner)
-from .pretrained import pretrained_path, ulmfit_home
-from .pretrain import pretrain, read_corpus
+                     match_embeddings, model_sizes, pretrained_tokenizer, text_classifier_learner)
+from .pretrained import download_bundle, import_fastai_weights, list_pretrained, pretrained_path, read_itos, ulmfit_home
+from .pretrain import pretrain, read_corpus, read_lines
+from .recipe import DEMO_CONFIG, fine_tune_lm, lm_learner, train_classifier, trec6, ulmfit_stages
 from .schedule import (LRFinder, ParamScheduler, combine_scheds, flat_cos_lr, minimum, one_cycle_lr, one_cycle_mom,
                        sched_cos, sched_exp, sched_lin, sched_no, sched_stlr, steep, stlr, valley)
 
 # The public names, listed by hand so that `from ulmfit_learner import *` gives exactly this list.
 __all__ = [
     # core
-    'set_seed', 'default_device', 'to_device', 'to_detach', 'get_rng_state', 'set_rng_state', 'DataLoaders', 'peek_batch', 'atomic_write',
+    'set_seed', 'default_device', 'to_device', 'to_detach', 'get_rng_state', 'set_rng_state', 'DataLoaders', 'peek_batch', 'atomic_write', 'in_notebook', 'show_frame',
     # callback contract
     'EVENTS', 'Callback', 'CallbackError', 'CancelFit', 'CancelEpoch', 'CancelTrain', 'CancelValidate', 'CancelBatch',
     # optimizers
@@ -70,8 +71,10 @@ __all__ = [
     # ULMFiT learners, prediction, export and pretrained models
     'TextLearner', 'LMLearner', 'language_model_learner', 'text_classifier_learner', 'GradualUnfreezing',
     'bidirectional_preds', 'load_learner', 'match_embeddings', 'pretrained_tokenizer', 'ulmfit_home', 'pretrained_path',
-    # ULMFiT stage 1: pretraining
-    'pretrain', 'read_corpus',
+    'list_pretrained', 'download_bundle', 'import_fastai_weights', 'read_itos',
+    # ULMFiT stage 1: pretraining; the recipe of stages 2 and 3
+    'pretrain', 'read_corpus', 'read_lines', 'model_sizes', 'trec6', 'DEMO_CONFIG', 'lm_learner', 'fine_tune_lm', 'train_classifier',
+    'ulmfit_stages',
     # interpretation
     'ClassificationInterpretation',
 ]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .callback import Callback, CancelFit
-from .core import atomic_write
+from .core import atomic_write, in_notebook
 from .metrics import AvgLoss
 from .optimizer import get_hyper
 
@@ -127,12 +127,6 @@ class Recorder(Callback):
         self._pending = []
 
 # %% ../nbs/05_callbacks.ipynb #695de3cd
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-        return type(get_ipython()).__name__ == 'ZMQInteractiveShell'
-    except Exception: return False
-
 def _fmt(v) -> str:
     if isinstance(v, (int, np.integer)): return str(v)
     return 'nan' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{v:.6f}'
@@ -148,7 +142,7 @@ class ProgressCallback(Callback):
     def _out(self): return self.file if self.file is not None else sys.stdout
 
     def _mode(self) -> str:
-        if _in_notebook(): return 'notebook'
+        if in_notebook(): return 'notebook'
         return 'terminal' if self.file is None and sys.stderr.isatty() else 'log'
 
     def before_fit(self, learn) -> None:

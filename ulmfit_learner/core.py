@@ -18,7 +18,7 @@ import torch
 
 # %% auto #0
 __all__ = ['set_seed', 'get_rng_state', 'set_rng_state', 'default_device', 'to_device', 'to_detach', 'listify', 'atomic_write',
-           'peek_batch', 'DataLoaders']
+           'in_notebook', 'show_frame', 'peek_batch', 'DataLoaders']
 
 # %% ../nbs/00_core.ipynb #a8b8b7c6
 def set_seed(seed: int, deterministic: bool = False) -> None:
@@ -103,6 +103,23 @@ def atomic_write(path, write: Callable) -> Path:
     return path
 
 # %% ../nbs/00_core.ipynb #99f74dd9
+def in_notebook() -> bool:
+    "Whether this runs in a Jupyter kernel (where tables are HTML and progress is a widget)."
+    try:
+        from IPython import get_ipython
+        return type(get_ipython()).__name__ == 'ZMQInteractiveShell'
+    except Exception: return False
+
+def show_frame(df, trunc_at: int | None = 150) -> None:
+    "Show a DataFrame as an HTML table in Jupyter and as plain text elsewhere, its texts cut at `trunc_at` characters."
+    if trunc_at is not None:
+        cut = lambda v: v if not isinstance(v, str) or len(v) <= trunc_at else v[:trunc_at - 1] + '…'
+        df = df.map(cut) if hasattr(df, 'map') else df.applymap(cut)
+    if in_notebook():
+        from IPython.display import display
+        display(df)
+    else: print(df.to_string())
+
 def peek_batch(dl):
     "The first batch of `dl`; a loader with `epoch`/`set_epoch` (a per-epoch shuffle) is put back at its epoch."
     epoch = getattr(dl, 'epoch', None)

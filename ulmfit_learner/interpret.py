@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .callbacks import _in_notebook
+from .core import show_frame
 
 # %% auto #0
 __all__ = ['ClassificationInterpretation']
@@ -22,13 +22,7 @@ def _item_ids(dl, i: int):
     if hasattr(dl, 'offsets'): return dl.ids[dl.offsets[i]:dl.offsets[i + 1]]  # a SortedDataLoader
     return dl.dataset[i][0]
 
-def _show_frame(df: pd.DataFrame, trunc_at: int = 150) -> None:
-    "Show `df` as an HTML table in Jupyter and as plain text elsewhere, cutting long texts at `trunc_at` characters."
-    with pd.option_context('display.max_colwidth', trunc_at, 'display.width', 200):
-        if _in_notebook():
-            from IPython.display import display
-            display(df)
-        else: print(df.to_string())
+
 
 # %% ../nbs/32_interpret.ipynb #d3914ec7
 class ClassificationInterpretation:
@@ -138,7 +132,7 @@ class ClassificationInterpretation:
                          'predicted': self.classes[self.preds[i]], 'probability': float(self.probs[i, self.preds[i]]),
                          'loss': loss, 'index': i})
         df = pd.DataFrame(rows, columns=None if rows else ['actual', 'predicted', 'probability', 'loss', 'index'])
-        _show_frame(df, trunc_at)
+        show_frame(df, trunc_at)
         return df
 
     def __repr__(self) -> str:

@@ -14,6 +14,7 @@ import lzma
 import re
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +28,7 @@ from .text.data import TextDataLoaders, get_text_files, read_text_file
 from .ulmfit import LMLearner, language_model_learner
 
 # %% auto #0
-__all__ = ['read_corpus', 'pretrain']
+__all__ = ['read_lines', 'read_corpus', 'pretrain']
 
 # %% ../nbs/31_pretrain.ipynb #6feabc4e
 _TITLE = re.compile(r'^ ?= ([^=].*[^=]|[^=]) = ?$')  # `= Title =` (WikiText puts a space around it); `= = Section = =` is not one
@@ -38,7 +39,9 @@ def _open_text(path: Path):
     opener = _OPENERS.get(path.suffix, open)
     return opener(path, 'rt', encoding='utf-8', newline='')
 
-def _lines(path: Path) -> Iterator[str]:
+def read_lines(path) -> Iterator[str]:
+    "The lines of a UTF-8 text file (compressed or not), without their line ends, read lazily."
+    path = Path(path)
     try:
         with _open_text(path) as f:
             for line in f: yield line.rstrip('\r\n')
@@ -72,7 +75,7 @@ def read_corpus(path, text_col: str = 'text', max_docs: int | None = None) -> It
                                "Pass the right name (text_col=...)")
             yield from (t for t in df[text_col].tolist() if isinstance(t, str) and t.strip())
             return
-        lines = _lines(path)
+        lines = read_lines(path)
         first = next((l for l in lines if l.strip()), None)
         if first is None: return
         if _TITLE.match(first): yield from _articles(_prepend(first, lines))
@@ -106,18 +109,20 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
              bs: int = 64, seq_len: int = 70, min_freq: int = 3, max_vocab: int = 60000, backwards: bool = False,
              tok=None, n_workers: int = 0, work_dir=None, checkpoint_minutes: float | None = 30., resume: bool = True,
              mixed_precision='auto', device=None, seed: int = 42, progress: bool = True, cbs=None) -> LMLearner:
-    "Train a language model on `corpus` (and `valid`, else a `valid_pct` split) and export it to `out` as a pretrained bundle."
+    "Train a language model on `corpus` (a path, or a list of texts) and `valid` (else a `valid_pct` split); export it to `out`."
     if schedule not in ('stlr', 'one_cycle'): raise ValueError(f"schedule must be 'stlr' or 'one_cycle', got {schedule!r}")
     out = Path(out)
     work = Path(work_dir) if work_dir is not None else out.with_name(out.name + '.work')
     set_seed(seed)
     started = time.time()
-    texts = list(read_corpus(corpus, text_col, max_docs))
-    if not texts: raise ValueError(f"the corpus {corpus} has no text")
+    read = lambda c: list(read_corpus(c, text_col, max_docs)) if isinstance(c, (str, Path)) else list(c)[:max_docs]
+    describe = lambda c: str(c) if isinstance(c, (str, Path)) else f'{len(c):,} texts'
+    texts = read(corpus)
+    if not texts: raise ValueError(f"the corpus {describe(corpus)} has no text")
     df = pd.DataFrame({'text': texts, 'is_valid': False})
     if valid is not None:
-        valid_texts = list(read_corpus(valid, text_col))
-        if not valid_texts: raise ValueError(f"the validation corpus {valid} has no text")
+        valid_texts = list(read_corpus(valid, text_col)) if isinstance(valid, (str, Path)) else list(valid)
+        if not valid_texts: raise ValueError(f"the validation corpus {describe(valid)} has no text")
         df = pd.concat([df, pd.DataFrame({'text': valid_texts, 'is_valid': True})], ignore_index=True)
     elif len(df) > 1:  # a random share of the documents, at least one
         n_valid = max(1, round(len(df) * valid_pct))
@@ -138,7 +143,8 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
     checkpoint = learn._file('pretrain')
     resume_from = 'pretrain' if resume and checkpoint.exists() else None
     if resume_from: print(f'pretrain: resuming from {checkpoint}')
-    fit = learn.fit_stlr if schedule == 'stlr' else learn.fit_one_cycle
+    # one cycle's momentum (Adam's beta1) cycles around the paper's 0.7
+    fit = learn.fit_stlr if schedule == 'stlr' else partial(learn.fit_one_cycle, moms=(0.8, 0.7, 0.8))
     try:
         fit(epochs, lr, cbs=[CheckpointCallback('pretrain', every_minutes=checkpoint_minutes), CSVLogger('history.csv'),
                              *(cbs or [])], resume=resume_from)
@@ -148,7 +154,7 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
                              f"(--no-resume) to start over, or delete {work}") from e
         raise
     history = learn.recorder.history
-    summary = {'corpus': str(corpus), 'valid': None if valid is None else str(valid), 'documents': n_docs,
+    summary = {'corpus': describe(corpus), 'valid': None if valid is None else describe(valid), 'documents': n_docs,
                'valid_documents': n_valid_docs, 'train_tokens': int(len(dls.train.ids)), 'vocab_size': len(dls.vocab),
                'epochs': epochs, 'lr': lr, 'schedule': schedule, 'bs': bs, 'seq_len': seq_len, 'backwards': backwards,
                'device': str(learn.device), 'mixed_precision': precision, 'seconds': round(time.time() - started, 1),

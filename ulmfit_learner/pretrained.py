@@ -7,25 +7,334 @@ Docs: https://ulmfit-learner.github.io/ulmfit_learner/pretrained.html.md"""
 # %% ../nbs/26_pretrained.ipynb #f3a9cd13
 from __future__ import annotations
 
+import hashlib
+import http.client
+import io
+import json
 import os
+import pickle
+import re
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
+import torch
+
+from .bundle import MANIFEST, META, sha256_file, verify_bundle
+from .core import in_notebook
+from .models.awdlstm import AWDLSTM, make_config
+from .text.data import TextBlock, TextDataLoaders
+from .text.tokenize import PAD, SPECIAL_TOKENS
+from .text.vocab import Vocab
+
 # %% auto #0
-__all__ = ['ulmfit_home', 'pretrained_path']
+__all__ = ['ulmfit_home', 'list_pretrained', 'download_bundle', 'pretrained_path', 'read_itos', 'import_fastai_weights']
 
 # %% ../nbs/26_pretrained.ipynb #34ffbd63
 def ulmfit_home() -> Path:
     "Where pretrained bundles are kept: `$ULMFIT_HOME`, else `~/.cache/ulmfit_learner`."
     return Path(os.environ.get('ULMFIT_HOME', '~/.cache/ulmfit_learner')).expanduser()
 
-def pretrained_path(pretrained, backwards: bool = False) -> Path:
-    "The folder of the pretrained bundle that `pretrained` names (True: the default one for the reading direction)."
+def _cache() -> Path: return ulmfit_home() / 'pretrained'
+
+def _is_bundle_dir(path: Path) -> bool: return (path / MANIFEST).is_file()
+
+def list_pretrained() -> list[str]:
+    "The names of the bundles in the cache `$ULMFIT_HOME/pretrained` (what `pretrained='name'` loads)."
+    cache = _cache()
+    if not cache.is_dir(): return []
+    return sorted(p.name for p in cache.iterdir() if not p.name.startswith('.') and _is_bundle_dir(p))
+
+def _cache_listing() -> str:
+    names = list_pretrained()
+    return f"the cache {_cache()} holds {', '.join(map(repr, names))}" if names else f"the cache {_cache()} is empty"
+
+def _how_to_get_one(path: Path, backwards: bool = False) -> str:
+    return (f"Make one with `ulmfit pretrain CORPUS --out {path}{' --backwards' if backwards else ''}` or with "
+            f"learn.export('{path}') on a trained language model, convert fastai's with "
+            f"import_fastai_weights(pth, itos, '{path}'), download one (pretrained='https://host/path/to/bundle/'), "
+            "or pass its folder: pretrained='path/to/bundle'")
+
+def _is_name(o) -> bool:
+    "A string that names a bundle in the cache: no '/', no URL scheme, and not an existing path."
+    return isinstance(o, str) and o not in ('', '.', '..') and '/' not in o and os.sep not in o and ':' not in o \
+        and not Path(o).exists()
+
+def _named_bundle(name: str) -> Path:
+    path = _cache() / name
+    if not _is_bundle_dir(path):
+        raise FileNotFoundError(f"pretrained={name!r} names a bundle in the cache, and there is none at {path} (nor "
+                                f"a folder {name!r} here); {_cache_listing()}. {_how_to_get_one(path)}")
+    return path
+
+# %% ../nbs/26_pretrained.ipynb #8f0904d6
+_CHUNK = 2 ** 20                 # bytes read at a time
+_MAX_MANIFEST_BYTES = 2 ** 24    # a manifest is a few hundred bytes per file; anything this large is not one
+
+def _bundle_url(url: str) -> str:
+    "The folder URL of a bundle, ending with '/' (the URL of its manifest is accepted too)."
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path.removesuffix(MANIFEST) if parts.path.endswith('/' + MANIFEST) else parts.path
+    return urllib.parse.urlunsplit(parts._replace(path=path.rstrip('/') + '/', fragment=''))
+
+def _cache_name(url: str) -> str:
+    "The cache folder of the bundle at `url`: its last path component and a hash of the whole URL."
+    last = urllib.parse.unquote(url.rstrip('/').rsplit('/', 1)[-1])
+    last = re.sub(r'[^A-Za-z0-9._-]+', '_', last).strip('._') or 'bundle'
+    return f"{last}-{hashlib.sha256(url.encode('utf-8')).hexdigest()[:10]}"
+
+def _size(n: int) -> str: return f'{n / 2 ** 20:.1f} MiB' if n >= 2 ** 20 else f'{n / 2 ** 10:.1f} KiB'
+
+class _Progress:
+    "Bytes received: a tqdm bar in a notebook or a terminal, plain lines otherwise, nothing when not `enabled`."
+    def __init__(self, total: int, desc: str, enabled: bool = True):
+        self.enabled, self.desc, self.t0, self.bar = enabled, desc, time.time(), None
+        if enabled and (in_notebook() or sys.stderr.isatty()):
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, desc=desc, unit='B', unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                            dynamic_ncols=True)
+        elif enabled: print(f"{desc}: {_size(total)}", flush=True)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None: self.bar.update(n)
+
+    def file_done(self, name: str, n: int) -> None:
+        if self.enabled and self.bar is None: print(f"  {name} ({_size(n)})", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None: self.bar.close()
+        elif self.enabled: print(f"{self.desc}: done in {time.time() - self.t0:.1f}s", flush=True)
+
+def _fetch(url: str, dest: Path, size: int | None, what: str, timeout: float, progress: _Progress | None = None) -> str:
+    "Stream `url` into `dest`, checking that exactly `size` bytes arrive; return their sha256. `what` names the file."
+    h, got, length = hashlib.sha256(), 0, None
+    limit = _MAX_MANIFEST_BYTES if size is None else size
+    request = urllib.request.Request(url, headers={'User-Agent': 'ulmfit_learner'})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, 'wb') as f:
+            length = response.headers.get('Content-Length')
+            while got <= limit and (block := response.read(min(_CHUNK, limit + 1 - got))):
+                got += len(block)
+                f.write(block); h.update(block)
+                if progress is not None: progress.update(len(block))
+    except urllib.error.HTTPError as e:
+        raise OSError(f"could not download {what} from {url}: HTTP {e.code} {e.reason}") from e
+    except (OSError, http.client.HTTPException) as e:  # refused, reset, timed out, cut off mid-file
+        raise OSError(f"the download of {what} from {url} failed ({type(e).__name__}: {e}); nothing was kept, "
+                      "try again") from e
+    if got > limit:
+        raise ValueError(f"{what} at {url} is larger than " + (f"the manifest says ({size:,} bytes)" if size is not None
+                         else f"any manifest ({_MAX_MANIFEST_BYTES:,} bytes)") + "; nothing was kept")
+    expected = size if size is not None else (int(length) if length and length.isdigit() else None)
+    if expected is not None and got != expected:
+        raise OSError(f"the download of {what} from {url} was cut short: {got:,} of {expected:,} bytes arrived (the "
+                      "connection closed early); nothing was kept, try again")
+    return h.hexdigest()
+
+def _check_pin(manifest: Path, sha256: str, where: str) -> None:
+    got = sha256_file(manifest)
+    if got != sha256.lower():
+        raise ValueError(f"the manifest of {where} does not match the pinned sha256: expected {sha256.lower()}, got "
+                         f"{got}. The bundle there is not the one that was pinned (it was republished, or the pin is "
+                         "wrong); nothing was kept")
+
+def _listed_files(manifest_file: Path, url: str) -> dict:
+    "The manifest's {file name: entry}, checked: plain file names only (never a path out of the folder)."
+    try: manifest = json.loads(manifest_file.read_text(encoding='utf-8'))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{url} is not a bundle manifest (not UTF-8 JSON: {e}); is there a bundle at this URL?") from e
+    files = manifest.get('files') if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or META not in files:
+        raise ValueError(f"{url} is not a bundle manifest (no file list naming {META})")
+    for name, entry in files.items():
+        if name in (MANIFEST, '.', '..') or name.startswith('.') or Path(name).name != name or '\\' in name:
+            raise ValueError(f"the manifest at {url} lists {name!r}, which is not a plain file name; refused")
+        if not (isinstance(entry, dict) and isinstance(entry.get('sha256'), str) and type(entry.get('bytes')) is int):
+            raise ValueError(f"the manifest at {url} has no sha256 and size for {name!r}")
+    return files
+
+def _install(tmp: Path, dest: Path) -> None:
+    "Rename the finished download `tmp` to `dest`, replacing an old copy so that one of the two always exists whole."
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f'.old-{dest.name}-'))
+        os.replace(dest, old / 'b')
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else: os.replace(tmp, dest)
+
+def download_bundle(url: str, sha256: str | None = None, progress: bool = True, timeout: float = 60.) -> Path:
+    "Download the bundle published at the folder `url` into the cache, every file checked (`sha256`: pin its manifest)."
+    if urllib.parse.urlsplit(url).scheme not in ('http', 'https'):
+        raise ValueError(f"download_bundle fetches http:// and https:// URLs, not {url!r}")
+    if sha256 is not None and not re.fullmatch(r'[0-9a-fA-F]{64}', sha256):
+        raise ValueError(f"sha256 must be 64 hex digits (the sha256 of the bundle's manifest.json), got {sha256!r}")
+    base = _bundle_url(url)
+    dest = _cache() / _cache_name(base)
+    if _is_bundle_dir(dest):
+        try:
+            verify_bundle(dest)
+            if sha256 is None or sha256_file(dest / MANIFEST) == sha256.lower(): return dest
+        except (OSError, ValueError) as e:
+            print(f"the cached copy of {base} is damaged ({e}); downloading it again", flush=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f'.tmp-{dest.name}-'))
+    bar = None
+    try:
+        _fetch(urllib.parse.urljoin(base, MANIFEST), tmp / MANIFEST, None, MANIFEST, timeout)
+        if sha256 is not None: _check_pin(tmp / MANIFEST, sha256, base)
+        files = _listed_files(tmp / MANIFEST, urllib.parse.urljoin(base, MANIFEST))
+        bar = _Progress(sum(e['bytes'] for e in files.values()), f'downloading {base}', progress)
+        for name, entry in files.items():
+            file_url = urllib.parse.urljoin(base, urllib.parse.quote(name))
+            digest = _fetch(file_url, tmp / name, entry['bytes'], name, timeout, bar)
+            if digest != entry['sha256']:
+                raise ValueError(f"{name} downloaded from {file_url} does not match the manifest: expected sha256 "
+                                 f"{entry['sha256']}, got {digest} (the file on the server was changed or damaged); "
+                                 "nothing was kept")
+            bar.file_done(name, entry['bytes'])
+        _install(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if bar is not None: bar.close()
+    return dest
+
+# %% ../nbs/26_pretrained.ipynb #8d85e724
+def pretrained_path(pretrained, backwards: bool = False, sha256: str | None = None, progress: bool = True) -> Path:
+    "The folder of the bundle `pretrained` names: True (the default for the direction), a cache name, a folder, a URL."
     if pretrained is True:
-        path = ulmfit_home() / 'pretrained' / ('bwd' if backwards else 'fwd')
-        if not (path / 'manifest.json').is_file():
+        path = _cache() / ('bwd' if backwards else 'fwd')
+        if not _is_bundle_dir(path):
             raise FileNotFoundError(
                 f"pretrained=True looks for a {'backward' if backwards else 'forward'} language model in {path} (set "
-                f"ULMFIT_HOME to look elsewhere), and there is none. Make one with `ulmfit pretrain CORPUS --out {path}"
-                f"{' --backwards' if backwards else ''}`, copy one there, or pass its folder: pretrained='path/to/bundle'")
-        return path
-    return Path(pretrained)
+                f"ULMFIT_HOME to look elsewhere), and there is none; {_cache_listing()}. "
+                f"{_how_to_get_one(path, backwards)}")
+    elif isinstance(pretrained, str) and urllib.parse.urlsplit(pretrained).scheme in ('http', 'https'):
+        return download_bundle(pretrained, sha256, progress)
+    elif _is_name(pretrained): path = _named_bundle(pretrained)
+    else: path = Path(pretrained)
+    if sha256 is not None:
+        if not _is_bundle_dir(path): raise FileNotFoundError(f"no bundle at {path} (no {MANIFEST}) to check against sha256")
+        _check_pin(path / MANIFEST, sha256, str(path))
+    return path
+
+# %% ../nbs/26_pretrained.ipynb #fce88277
+class _NoGlobalsUnpickler(pickle.Unpickler):
+    "An unpickler that loads plain data (lists, strings, numbers) and refuses every class or function a file names."
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"it refers to {module}.{name}")
+
+def read_itos(path) -> list[str]:
+    "A list of tokens from a pickled list (read without running any code), a JSON list, or a file of one token per line."
+    path = Path(path)
+    data = path.read_bytes()
+    if path.suffix in ('.pkl', '.pickle') or data[:1] == b'\x80':  # protocol 2+ pickles start with 0x80
+        try: itos = _NoGlobalsUnpickler(io.BytesIO(data)).load()
+        except pickle.UnpicklingError as e:
+            raise ValueError(f"{path} is not a plain pickled list of strings: {e}, which would run code when "
+                             "unpickled, so it was not loaded. Save the vocabulary as a list of str (or as JSON)") from e
+        except Exception as e: raise ValueError(f"{path} is not a readable pickle ({type(e).__name__}: {e})") from e
+    elif path.suffix == '.json':
+        try: itos = json.loads(data.decode('utf-8'))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path} is not UTF-8 JSON ({e})") from e
+    else:
+        try: itos = data.decode('utf-8').split('\n')
+        except UnicodeDecodeError as e: raise ValueError(f"{path} is not UTF-8 text ({e})") from e
+        if itos and itos[-1] == '': itos.pop()  # the last line's newline
+    if not isinstance(itos, list):
+        raise ValueError(f"{path} does not hold a list of strings (it holds a {type(itos).__name__})")
+    bad = [t for t in itos if not isinstance(t, str)]
+    if bad: raise ValueError(f"{path} does not hold a list of strings (it has a {type(bad[0]).__name__}: {bad[0]!r})")
+    return itos
+
+# %% ../nbs/26_pretrained.ipynb #c762413f
+def _fastai_state(pth) -> dict:
+    "The state dict in fastai's `.pth`, loaded with `weights_only=True` (tensors and plain containers only)."
+    try: obj = torch.load(pth, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r'Unsupported global: GLOBAL (\S+)', str(e))
+        if found:
+            raise ValueError(f"{pth} holds more than tensors (it refers to {found[1]}, pickled code that would run as "
+                             "the file is loaded), so it is not loaded here. Where you trust the file, load it with "
+                             "fastai and save the weights alone: torch.save(learn.model.state_dict(), 'lm.pth'); then "
+                             "import that file") from e
+        detail = re.search(r'WeightsUnpickler error:\s*(.+)', str(e))
+        raise ValueError(f"{pth} is not a PyTorch checkpoint of plain tensors "
+                         f"({detail[1] if detail else str(e).splitlines()[0]})") from e
+    except Exception as e:
+        raise ValueError(f"{pth} is not a PyTorch checkpoint torch.load can read ({type(e).__name__}: {e})") from e
+    if isinstance(obj, dict) and isinstance(obj.get('model'), dict): obj = obj['model']  # learn.save(..., with_opt=True)
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{pth} does not hold a state dict (a dict of tensors, or {{'model': state_dict, ...}})")
+    return obj
+
+def _from_fastai(state: dict, where) -> tuple[dict, dict, dict]:
+    "fastai's AWD_LSTM language-model `state` in our key names; the sizes its shapes imply; {our key: fastai key}."
+    from ulmfit_learner.ulmfit import DEC_BIAS, DEC_WEIGHT, EMB_KEY  # imported here: ulmfit imports this module
+    emb_key = next((k for k in ('0.encoder.weight', '0.encoder_dp.emb.weight') if k in state), None)
+    n_layers = 0
+    while f'0.rnns.{n_layers}.module.weight_ih_l0' in state: n_layers += 1
+    if emb_key is None or n_layers == 0:
+        raise ValueError(f"{where} is not fastai's AWD_LSTM language model (get_language_model(AWD_LSTM, ...)): it has "
+                         f"no {'0.encoder.weight' if emb_key is None else '0.rnns.0.module.weight_ih_l0'}; its keys "
+                         f"begin {list(state)[:4]}")
+    if any(k.endswith('_reverse') for k in state):
+        raise ValueError(f"{where} holds a bidirectional AWD_LSTM; only fastai's one-directional language model "
+                         "(a forward or a backward one) can be imported")
+    src = {EMB_KEY: emb_key}
+    for i in range(n_layers):
+        p, q = f'0.rnns.{i}.', f'encoder.rnns.{i}.module.'
+        src.update({q + 'weight_ih_l0': p + 'module.weight_ih_l0', q + 'weight_hh_l0': p + 'weight_hh_l0_raw',
+                    q + 'bias_ih_l0': p + 'module.bias_ih_l0', q + 'bias_hh_l0': p + 'module.bias_hh_l0'})
+    src[DEC_BIAS] = '1.decoder.bias'
+    missing = [k for k in src.values() if k not in state]
+    if missing: raise ValueError(f"{where} lacks {missing}: it is not fastai's AWD_LSTM language model")
+    copies = ['0.encoder.weight', '0.encoder_dp.emb.weight', '1.decoder.weight']  # all the same tensor in fastai
+    dropped = [f'0.rnns.{i}.module.weight_hh_l0' for i in range(n_layers)]  # the last forward's dropped-out weights
+    extra = sorted(set(state) - set(src.values()) - set(copies) - set(dropped))
+    if extra: raise ValueError(f"{where} has weights fastai's AWD_LSTM language model does not: {extra[:6]}")
+    for k in copies:
+        if k in state and not torch.equal(state[k], state[emb_key]):
+            raise ValueError(f"in {where}, {k} differs from {emb_key}; our language model ties the decoder to the "
+                             "embedding, so it cannot hold these weights")
+    ours = {k: state[v].detach().float().contiguous() for k, v in src.items()}
+    ours[DEC_WEIGHT] = ours[EMB_KEY]  # tied
+    sizes = {'emb_sz': ours[EMB_KEY].shape[1], 'n_layers': n_layers, 'pad_token': 1, 'bidir': False,
+             # the inner layers' size; a one-layer model has none (its LSTM outputs emb_sz)
+             'n_hid': state['0.rnns.0.weight_hh_l0_raw'].shape[1] if n_layers > 1 else make_config().n_hid}
+    return ours, sizes, src
+
+def import_fastai_weights(pth_path, itos_path, out, config: dict | None = None, backwards: bool = False) -> Path:
+    "Convert fastai's pretrained AWD_LSTM language model (a `.pth` state dict and its `itos` list) to a bundle at `out`."
+    from ulmfit_learner.ulmfit import EMB_KEY, language_model_learner  # imported here: ulmfit imports this module
+    ours, sizes, src = _from_fastai(_fastai_state(pth_path), pth_path)
+    itos, n_rows = read_itos(itos_path), ours[EMB_KEY].shape[0]
+    if len(itos) != n_rows:
+        raise ValueError(f"{itos_path} lists {len(itos):,} tokens but the embedding in {pth_path} has {n_rows:,} rows: "
+                         "the vocabulary and the weights are not from the same model")
+    vocab = Vocab(itos)
+    missing = [t for t in SPECIAL_TOKENS if t not in vocab.stoi]
+    if vocab.stoi.get(PAD) != 1:
+        raise ValueError(f"{itos_path} has {PAD!r} at id {vocab.stoi.get(PAD)}; our AWD-LSTM keeps padding at id 1 "
+                         "(as fastai's vocabularies do)")
+    config = dict(config or {})
+    wrong = [f"{k}: {config[k]} asked, {v} in the checkpoint" for k, v in sizes.items() if k in config and config[k] != v]
+    if wrong: raise ValueError(f"config asks for other sizes than {pth_path} has ({'; '.join(wrong)}); leave them out")
+    block = TextBlock(None, vocab=vocab, is_lm=True, backwards=backwards)  # the default tokenizer: fastai's
+    learn = language_model_learner(TextDataLoaders.for_inference(vocab, block, device='cpu'), AWDLSTM,
+                                   config={**config, **sizes}, device='cpu')
+    expected = learn.model.state_dict()
+    for k, t in ours.items():
+        if t.shape != expected[k].shape:
+            raise ValueError(f"{src.get(k, k)} in {pth_path} has shape {tuple(t.shape)}; an AWD-LSTM with the sizes "
+                             f"{sizes} needs {tuple(expected[k].shape)}: the checkpoint's layers do not fit together")
+    learn.model.load_state_dict(ours)
+    if missing: print(f"note: {itos_path} has no {missing}; those tokens will start from the mean embedding")
+    return learn.export(out)

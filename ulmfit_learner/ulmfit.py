@@ -26,13 +26,13 @@ from .models.classifier import awd_lstm_clas_split, get_text_classifier
 from .optimizer import Adam
 from .pretrained import pretrained_path
 from .text.data import CategoryBlock, ColReader, MultiCategoryBlock, TextBlock, TextDataLoaders
-from .text.tokenize import PAD, UNK
+from .text.tokenize import MAJ, PAD, REP, UNK, UP, WREP
 from .text.vocab import FAKE_TOKEN, Vocab
 
 # %% auto #0
-__all__ = ['ENCODER_FORMAT', 'EMB_KEY', 'DEC_WEIGHT', 'DEC_BIAS', 'TextLearner', 'LMLearner', 'language_model_learner',
-           'text_classifier_learner', 'match_embeddings', 'pretrained_tokenizer', 'GradualUnfreezing',
-           'bidirectional_preds', 'load_learner']
+__all__ = ['ENCODER_FORMAT', 'EMB_KEY', 'DEC_WEIGHT', 'DEC_BIAS', 'model_sizes', 'TextLearner', 'LMLearner',
+           'language_model_learner', 'text_classifier_learner', 'match_embeddings', 'pretrained_tokenizer',
+           'GradualUnfreezing', 'bidirectional_preds', 'load_learner']
 
 # %% ../nbs/30_ulmfit.ipynb #fe060bb9
 ENCODER_FORMAT = 'ulmfit_learner.encoder'
@@ -52,6 +52,11 @@ def _vocab_difference(saved: list, ours: list) -> str | None:
     a = saved[i] if i < len(saved) else '(none)'
     b = ours[i] if i < len(ours) else '(none)'
     return f"{head}; first difference at id {i}: {a!r} in the encoder, {b!r} here"
+
+def model_sizes(config) -> dict:
+    "The sizes in an AWD-LSTM config (a dict or `AWDLSTMConfig`): everything but the dropouts, which each learner sets."
+    config = asdict(config) if isinstance(config, AWDLSTMConfig) else dict(config)
+    return {k: config[k] for k in _SHAPE_KEYS if k in config}
 
 def _size_difference(saved: dict, ours: dict, where: str) -> str | None:
     "The sizes (config fields other than dropouts) that differ between two configs, as a sentence, or None."
@@ -177,6 +182,8 @@ class LMLearner(TextLearner):
             finally:
                 model.train(was_training)
                 enc.hidden = hidden
+        # markers that would apply to a word not generated (the text ends on `xxmaj`) are left out
+        while new and vocab.itos[new[-1]] in (MAJ, UP, REP, WREP): new.pop()
         out = prompt.tolist() + new
         return self.dls.tokenizer.decode(vocab.decode(out[::-1] if backwards else out))
 
@@ -252,7 +259,7 @@ def _pretrained_bundle(pretrained, backwards: bool) -> Bundle:
 def _pretrained_config(bundle: Bundle, config: dict | None) -> dict:
     "The sizes of the pretrained model with the caller's `config` on top (which may change dropouts, not sizes)."
     saved = bundle.meta['learner']['config']
-    ours = {**{k: saved[k] for k in _SHAPE_KEYS}, **(config or {})}
+    ours = {**model_sizes(saved), **(config or {})}
     wrong = _size_difference(saved, asdict(make_config(ours)), 'the pretrained model')
     if wrong:
         raise ValueError(f"config asks for other sizes than the pretrained model in {bundle.path} has ({wrong}); "
@@ -286,9 +293,9 @@ def _load_pretrained(learn: 'LMLearner', bundle: Bundle) -> float:
           "have pretrained vectors; the others start at their mean")
     return n_found / n_real
 
-def pretrained_tokenizer(path, rules=None, tok=None):
-    "The tokenizer of the bundle at `path`: build the task's loaders with it (`tok=`) so that the tokens match."
-    bundle = read_bundle(path)
+def pretrained_tokenizer(pretrained, backwards: bool = False, rules=None, tok=None):
+    "The tokenizer of the pretrained bundle that `pretrained` names (see `pretrained_path`): build the task's loaders with it (`tok=`)."
+    bundle = read_bundle(pretrained_path(pretrained, backwards))
     return tokenizer_from_json(bundle.read_json('tokenizer.json'), bundle.read_bytes, rules, tok)
 
 # %% ../nbs/30_ulmfit.ipynb #d8db5dca

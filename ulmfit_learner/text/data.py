@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core import DataLoaders, peek_batch
+from ..core import DataLoaders, peek_batch, show_frame
 from .loaders import LMDataLoader, SortedDataLoader
 from .tokenize import Tokenizer, join_fields, tokenize_texts
 from .tokenize import _is_missing as _missing  # NaN, None, pandas' NA: one definition
@@ -525,14 +525,7 @@ class TextDataLoaders(DataLoaders):
 
     def show_batch(self, dl=None, max_n: int = 6, trunc_at: int = 150) -> None:
         "Show the first batch as a table of readable text (an HTML table in Jupyter, plain text elsewhere)."
-        df = self.batch_frame(dl, max_n, trunc_at)
-        try:
-            from IPython import get_ipython
-            if type(get_ipython()).__name__ == 'ZMQInteractiveShell':
-                from IPython.display import display
-                return display(df)
-        except ImportError: pass
-        with pd.option_context('display.max_colwidth', trunc_at, 'display.width', 200): print(df.to_string())
+        show_frame(self.batch_frame(dl, max_n, trunc_at), trunc_at)
 
     def __repr__(self) -> str:
         kind = 'language model' if self.is_lm else f'classifier, {len(self.classes)} classes'

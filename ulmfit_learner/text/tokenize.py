@@ -337,6 +337,7 @@ def _decode_words(toks: list[str]) -> list[str]:
         t = toks[i]
         if t in (MAJ, UP) and i + 1 < len(toks):
             w, j = word(i + 1)
+            if w in SPECIAL_TOKENS: return w, j  # a capitalised unknown word shows as xxunk, not Xxunk
             return (w[:1].upper() + w[1:] if t == MAJ else w.upper()), j
         if t == REP and i + 2 < len(toks) and toks[i + 1].isdigit():
             return toks[i + 2] * min(int(toks[i + 1]), 1000), i + 3  # capped: generated text may put any number there

@@ -1,0 +1,103 @@
+"""ULMFiT on IMDb (the paper's Table 2 setting), sized for a GPU, with a `--subset` mode for a CPU.
+
+Data: `../shared/data/imdb/` (aclImdb v1.0 as CSV): the language model is fine-tuned on the text of the 25,000
+labelled training reviews and the 50,000 unlabelled ones; the classifier trains on the 25,000 labelled reviews
+(`--valid-pct` of them held out for validation) and is tested on the official 25,000 test reviews. The paper
+reports 5.30% test error for the forward model and 4.58% for forward + backward (`--bidir`), both from a model
+pretrained on WikiText-103 (`--pretrained BUNDLE`, `--pretrained-bwd BUNDLE`; without one there is no
+general-domain stage). The recipe is the library's (`ulmfit_learner.recipe.ulmfit_stages`): the same code as
+`ulmfit train`, with the ablation switches `--no-discr`, `--no-stlr`, `--no-gradual`.
+
+    # a GPU, the paper's sizes (an hour or more per direction on one GPU)
+    python bench/imdb.py --device cuda --amp bf16 --pretrained PATH/fwd --json-out /tmp/imdb.json
+    # a CPU: 1,000 reviews of each split, the demo's small model, minutes
+    python bench/imdb.py --subset 1000 --size small --lm-epochs 1 --clas-epochs 2 --bs 32
+"""
+import argparse, json, os, sys, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import fmt, machine_facts, md_table  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data', 'imdb')
+SIZES = {'paper': dict(emb_sz=400, n_hid=1152, n_layers=3), 'small': dict(emb_sz=100, n_hid=384, n_layers=2)}
+
+
+def load(subset, seed):
+    "Train, test and unlabelled reviews; with `subset`, that many of train and test (both classes equally) and 2x unsup."
+    import pandas as pd
+    read = lambda split: pd.read_csv(os.path.join(DATA, f'{split}.csv.xz'), keep_default_na=False)
+    train, test, unsup = read('train'), read('test'), read('unsup')
+    if subset:
+        pick = lambda df, n: df.groupby('label', group_keys=False).sample(n=n // 2, random_state=seed).reset_index(drop=True)
+        train, test = pick(train, subset), pick(test, subset)
+        unsup = unsup.sample(n=min(2 * subset, len(unsup)), random_state=seed)
+    return train, test, unsup
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--subset', type=int, default=None, help='reviews per split (both classes equally); default: all')
+    p.add_argument('--size', default='paper', choices=list(SIZES))
+    p.add_argument('--lm-epochs', type=int, default=10)
+    p.add_argument('--clas-epochs', type=int, default=6)
+    p.add_argument('--lm-lr', type=float, default=4e-3)
+    p.add_argument('--clas-lr', type=float, default=1e-2)
+    p.add_argument('--bs', type=int, default=64)
+    p.add_argument('--valid-pct', type=float, default=0.1)
+    p.add_argument('--lm-drop-mult', type=float, default=0.3)
+    p.add_argument('--clas-drop-mult', type=float, default=0.5)
+    p.add_argument('--no-discr', dest='discr', action='store_false')
+    p.add_argument('--no-stlr', dest='stlr', action='store_false')
+    p.add_argument('--no-gradual', dest='gradual', action='store_false')
+    p.add_argument('--bidir', action='store_true')
+    p.add_argument('--pretrained', default=None)
+    p.add_argument('--pretrained-bwd', default=None)
+    p.add_argument('--device', default=None)
+    p.add_argument('--amp', default=None, choices=['bf16', 'fp16'])
+    p.add_argument('--seed', type=int, default=42)
+    p.add_argument('--work', default=None, help='folder for encoders and checkpoints (default: a temporary one)')
+    p.add_argument('--json-out', default=None)
+    a = p.parse_args()
+
+    import tempfile
+    import torch
+    from ulmfit_learner import bidirectional_preds, set_seed, ulmfit_stages
+    train, test, unsup = load(a.subset, a.seed)
+    work = a.work or tempfile.mkdtemp(prefix='imdb-')
+    results = {'machine': machine_facts(), 'args': vars(a), 'n': dict(train=len(train), test=len(test), unsup=len(unsup))}
+    learners = {}
+    for direction in (['fwd', 'bwd'] if a.bidir else ['fwd']):
+        bwd = direction == 'bwd'
+        pretrained = a.pretrained_bwd if bwd else a.pretrained
+        set_seed(a.seed)
+        t = time.perf_counter()
+        lm, clas = ulmfit_stages(train, os.path.join(work, direction), extra_texts=list(unsup.text), pretrained=pretrained,
+                                 config=None if pretrained else SIZES[a.size], lm_epochs=a.lm_epochs,
+                                 clas_epochs=a.clas_epochs, lm_lr=a.lm_lr, clas_lr=a.clas_lr, bs=a.bs, seq_len=70,
+                                 valid_pct=a.valid_pct, seed=a.seed, device=a.device, backwards=bwd, what='reviews',
+                                 discr=a.discr, stlr=a.stlr, gradual=a.gradual, lm_drop_mult=a.lm_drop_mult,
+                                 clas_drop_mult=a.clas_drop_mult, amp=a.amp)
+        acc = clas.recorder.metric_names.index('accuracy')
+        test_dl = clas.dls.test_dl(test.text, labels=test.label)
+        probs, targs = clas.get_preds(dl=test_dl)
+        results[direction] = dict(seconds=time.perf_counter() - t, valid_error=1 - clas.recorder.values[-1][acc],
+                                  test_error=1 - (probs.argmax(1) == targs).float().mean().item(),
+                                  lm=lm.recorder.values, clas=clas.recorder.values)
+        learners[direction] = (clas, test_dl)
+        print(json.dumps({direction: {k: v for k, v in results[direction].items() if k not in ('lm', 'clas')}}), flush=True)
+    rows = [[d, fmt(100 * results[d]['valid_error']), fmt(100 * results[d]['test_error']), fmt(results[d]['seconds'])]
+            for d in learners]
+    if a.bidir:
+        (f, f_test), (b, b_test) = learners['fwd'], learners['bwd']
+        pt, tt = bidirectional_preds(f, b, f_test, b_test)
+        results['bidir'] = dict(test_error=1 - (pt.argmax(1) == tt).float().mean().item())
+        rows.append(['fwd+bwd', '-', fmt(100 * results['bidir']['test_error']), '-'])
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() and (a.device or 'cuda').startswith('cuda') else 'CPU'
+    print(f"\nIMDb, {results['n']}, {device}")
+    print(md_table(['model', 'valid error %', 'test error %', 'seconds'], rows, n_text=1))
+    if a.json_out:
+        with open(a.json_out, 'w') as f: json.dump(results, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
