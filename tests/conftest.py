@@ -63,13 +63,23 @@ def build_learner(path, kind: str = 'cls', dls=None, model=None, progress: bool 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 
 
-@pytest.fixture
-def one_thread():
-    "Tiny models run fastest on one thread (and very slowly with several on a busy machine)."
+def _single_thread():
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def one_thread():
+    "Tiny models run fastest on one thread (and very slowly with several on a busy machine)."
+    yield from _single_thread()
+
+
+@pytest.fixture(scope='module')
+def one_thread_module():
+    "`one_thread` for a whole module, whose module-scoped fixtures train (a per-test fixture comes too late for them)."
+    yield from _single_thread()
 
 
 @pytest.fixture(autouse=True)

@@ -31,12 +31,8 @@ def run(*argv) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    "Tiny models run fastest on one thread (the module's fixtures train, so conftest's per-test fixture comes too late)."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread_module):
+    "Tiny models run fastest on one thread; the module's fixtures train, so the thread count is set for the module."
 
 
 @pytest.fixture(scope='module')

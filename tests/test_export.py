@@ -35,27 +35,23 @@ def trec():
 
 
 @pytest.fixture(scope='module')
-def lm(trec, tmp_path_factory):
+def lm(trec, tmp_path_factory, one_thread_module):
     set_seed(0)
     dls = TextDataLoaders.from_df(trec, text_col='text', is_lm=True, valid_pct=0.1, seed=0, bs=8, seq_len=12,
                                   progress=False)
     learn = quiet(language_model_learner(dls, AWD_LSTM, config=SMALL, path=tmp_path_factory.mktemp('lm'), device='cpu'))
-    n = torch.get_num_threads(); torch.set_num_threads(1)
     learn.fit_stlr(1, 1e-2)
-    torch.set_num_threads(n)
     return learn
 
 
 @pytest.fixture(scope='module')
-def clas(trec, lm, tmp_path_factory):
+def clas(trec, lm, tmp_path_factory, one_thread_module):
     set_seed(0)
     dls = TextDataLoaders.from_df(trec, text_col='text', label_col='label', text_vocab=lm.dls.vocab, seed=0, bs=16,
                                   progress=False)
     learn = quiet(text_classifier_learner(dls, AWD_LSTM, seq_len=12, config=SMALL, path=tmp_path_factory.mktemp('c'),
                                           device='cpu'))
-    n = torch.get_num_threads(); torch.set_num_threads(1)
     learn.fit_stlr(1, 1e-2)
-    torch.set_num_threads(n)
     return learn
 
 
