@@ -136,8 +136,8 @@ def test_train_writes_a_run_folder(trained):
     folder, out = trained
     assert sorted(p.name for p in folder.iterdir()) == ['classifier', 'lm', 'models']
     assert sorted(p.name for p in (folder / 'models').iterdir()) == ['best.pth', 'encoder.pth']
-    assert 'Stage 1: fine-tune a language model on the 300 labelled texts and 300 unlabelled ones' in out
-    assert 'Stage 2' in out and out.count('train_loss') == 4, "LM: embedding then all; classifier: unfreezing, then all"
+    assert 'Stage 2: fine-tune a language model on the 300 labelled texts and 300 unlabelled ones' in out
+    assert 'Stage 3' in out and out.count('train_loss') == 4, "LM: embedding then all; classifier: unfreezing, then all"
     acc = float(out.split('final validation accuracy:')[1].split()[0])
     last_row = [l for l in out.splitlines() if l.strip()[:1].isdigit()][-1].split()  # epoch, losses, accuracy, time
     assert acc == pytest.approx(float(last_row[3]), abs=1e-4), "the last epoch's accuracy"
@@ -317,10 +317,12 @@ def test_every_subcommand_has_help(command, capsys):
 
 # ---- the demo and the installed script -----------------------------------------------------------------------------------
 def test_demo_prints_the_metrics_tables(capsys):
-    assert main(['demo', '--lm-epochs', '1', '--clas-epochs', '1', '--n-docs', '500', '--device', 'cpu']) == 0
+    assert main(['demo', '--lm-epochs', '1', '--clas-epochs', '1', '--n-docs', '500', '--pretrain-epochs', '0',
+                 '--device', 'cpu']) == 0
     out = capsys.readouterr().out
-    assert 'Stage 1' in out and 'perplexity' in out, "the language model's table"
-    assert 'Stage 2' in out and out.count('train_loss') >= 3, "and the classifier's tables"
+    assert 'Stage 1' not in out, 'no pretraining with --pretrain-epochs 0'
+    assert 'Stage 2' in out and 'perplexity' in out, "the language model's table"
+    assert 'Stage 3' in out and out.count('train_loss') >= 3, "and the classifier's tables"
     assert 'final validation accuracy' in out and 'test accuracy' in out
 
 
@@ -328,11 +330,16 @@ def test_default_demo_learns_trec6(capsys):
     "The README's first command: the full demo classifies TREC-6 questions well above chance (0.23)."
     main(['demo', '--device', 'cpu'])
     out = capsys.readouterr().out
+    assert 'Stage 1: pretrain a language model on 80 Wikipedia articles' in out and 'have pretrained vectors' in out
     acc = float(out.rsplit('test accuracy (the 500 official TREC-6 test questions):', 1)[1].split()[0])
     assert acc > 0.7, f"the default demo should reach a test accuracy above 0.7, got {acc}"
 
 
 def test_shipped_data():
+    from ulmfit_learner.pretrain import read_corpus
+    from ulmfit_learner.recipe import wiki_sample
+    articles = list(read_corpus(wiki_sample()))
+    assert len(articles) == 80 and sum(len(a.split()) for a in articles) > 200_000 and articles[0].startswith('Algae')
     train, test = trec6('train'), trec6('test')
     assert len(train) == 5452 and len(test) == 500 and list(train.columns) == ['text', 'label']
     assert sorted(train.label.unique()) == ['ABBR', 'DESC', 'ENTY', 'HUM', 'LOC', 'NUM']

@@ -29,7 +29,7 @@ from .ulmfit import (GradualUnfreezing, LMLearner, TextLearner, bidirectional_pr
                      match_embeddings, model_sizes, pretrained_tokenizer, text_classifier_learner)
 from .pretrained import download_bundle, import_fastai_weights, list_pretrained, pretrained_path, read_itos, ulmfit_home
 from .pretrain import pretrain, read_corpus, read_lines
-from .recipe import DEMO_CONFIG, fine_tune_lm, lm_learner, train_classifier, trec6, ulmfit_stages
+from .recipe import DEMO_CONFIG, fine_tune_lm, lm_learner, train_classifier, trec6, ulmfit_stages, wiki_sample
 from .schedule import (LRFinder, ParamScheduler, combine_scheds, flat_cos_lr, minimum, one_cycle_lr, one_cycle_mom,
                        sched_cos, sched_exp, sched_lin, sched_no, sched_stlr, steep, stlr, valley)
 
@@ -74,7 +74,7 @@ __all__ = [
     'list_pretrained', 'download_bundle', 'import_fastai_weights', 'read_itos',
     # ULMFiT stage 1: pretraining; the recipe of stages 2 and 3
     'pretrain', 'read_corpus', 'read_lines', 'model_sizes', 'trec6', 'DEMO_CONFIG', 'lm_learner', 'fine_tune_lm', 'train_classifier',
-    'ulmfit_stages',
+    'ulmfit_stages', 'wiki_sample',
     # interpretation
     'ClassificationInterpretation',
 ]

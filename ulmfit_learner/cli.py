@@ -127,7 +127,8 @@ def _device_name(device) -> str: return device or ('cuda' if torch.cuda.is_avail
 
 def cmd_demo(args) -> int:
     "The demo, with its final validation and test accuracy."
-    learn = demo(args.lm_epochs, args.clas_epochs, n_docs=args.n_docs, seed=args.seed, device=args.device)
+    learn = demo(args.lm_epochs, args.clas_epochs, n_docs=args.n_docs, seed=args.seed, device=args.device,
+                 pretrain_epochs=args.pretrain_epochs)
     print(f"\nfinal validation accuracy: {_final(learn, 'accuracy'):.4f}")
     print(f"test accuracy (the 500 official TREC-6 test questions): {learn.test_accuracy:.4f}")
     return 0
@@ -367,9 +368,11 @@ def make_parser() -> argparse.ArgumentParser:
         p.set_defaults(run=run)
         return p
 
-    p = add('demo', cmd_demo, "ULMFiT's fine-tuning stages on TREC-6 (shipped with the package), printing the tables",
-            "Fine-tune a small language model on the TREC-6 questions, then train a classifier on it with gradual\n"
-            "unfreezing; prints the tables and the accuracy on the 500 official test questions.", 'ulmfit demo')
+    p = add('demo', cmd_demo, "ULMFiT's three stages at a small size on data shipped with the package, printing the tables",
+            "Pretrain a small language model on 80 Wikipedia articles, fine-tune it on the TREC-6 questions, then\n"
+            "train a classifier on it with gradual unfreezing, discriminative learning rates and STLR; prints the\n"
+            "tables and the accuracy on the 500 official test questions.", 'ulmfit demo')
+    p.add_argument('--pretrain-epochs', type=int, default=1, help='pretraining epochs on Wikipedia; 0 skips stage 1 (default: %(default)s)')
     p.add_argument('--lm-epochs', type=_positive, default=4, help='language-model fine-tuning epochs (default: %(default)s)')
     p.add_argument('--clas-epochs', type=_positive, default=6, help='classifier epochs after gradual unfreezing (default: %(default)s)')
     p.add_argument('--n-docs', type=_positive, default=None, help='use a random subset of this many questions (default: all)')

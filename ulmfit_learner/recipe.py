@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from importlib.resources import files
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -17,12 +18,13 @@ from .core import set_seed
 from .learner import Learner
 from .metrics import Perplexity, accuracy
 from .models.awdlstm import AWDLSTM
+from .pretrain import pretrain
 from .text.data import TextDataLoaders
 from .ulmfit import (GradualUnfreezing, LMLearner, TextLearner, language_model_learner, model_sizes,
                                    pretrained_tokenizer, text_classifier_learner)
 
 # %% auto #0
-__all__ = ['DEMO_CONFIG', 'trec6', 'lm_learner', 'fine_tune_lm', 'train_classifier', 'ulmfit_stages', 'demo']
+__all__ = ['DEMO_CONFIG', 'trec6', 'lm_learner', 'fine_tune_lm', 'train_classifier', 'ulmfit_stages', 'wiki_sample', 'demo']
 
 # %% ../nbs/33_recipe.ipynb #09ad0beb
 def trec6(split: str = 'train') -> pd.DataFrame:
@@ -96,30 +98,42 @@ def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str
                   lm_drop_mult: float = 0.3, clas_drop_mult: float = 0.5,
                   amp: str | None = None) -> tuple[LMLearner, TextLearner]:
     "ULMFiT's fine-tuning stages, printing their tables: a language model on the texts and `extra_texts`, then a classifier."
-    print(f'\nStage 1: fine-tune a language model on the {what}')
+    print(f'\nStage 2: fine-tune a language model on the {what}')
     texts = [*df[text_col], *extra_texts]
     # with a validation column, the LM validates on the same documents as the classifier (never trains on them)
     is_valid = None if valid_col is None else [*df[valid_col].astype(bool), *[False] * len(extra_texts)]
     lm = lm_learner(texts, path, pretrained, config, drop_mult=lm_drop_mult, bs=bs, seq_len=seq_len,
                     valid_pct=valid_pct, seed=seed, device=device, backwards=backwards, is_valid=is_valid, amp=amp)
     fine_tune_lm(lm, lm_epochs, lm_lr, pretrained=pretrained is not None, discr=discr, stlr=stlr)
-    print('\nStage 2: a classifier on the fine-tuned encoder' + (', gradual unfreezing then all layers' if gradual else ''))
+    print('\nStage 3: a classifier on the fine-tuned encoder' + (', gradual unfreezing then all layers' if gradual else ''))
     learn = train_classifier(df, lm, path, text_col, label_col, clas_epochs, clas_lr, drop_mult=clas_drop_mult, bs=bs,
                              valid_pct=valid_pct, valid_col=valid_col, seed=seed, device=device, cbs=cbs, discr=discr,
                              stlr=stlr, gradual=gradual, amp=amp)
     return lm, learn
 
+def wiki_sample() -> Path:
+    "The Wikipedia sample shipped with the package: 80 articles, 219k words (the general corpus of `ulmfit demo`)."
+    return Path(str(files('ulmfit_learner').joinpath('data', 'wiki_sample.txt.xz')))
+
 def demo(lm_epochs: int = 4, clas_epochs: int = 6, n_docs: int | None = None, bs: int = 32, seed: int = 42,
-         device: str | None = None) -> Learner:
-    "ULMFiT's fine-tuning stages on TREC-6 at a small size, printing the tables; returns the classifier's learner."
+         device: str | None = None, pretrain_epochs: int = 1) -> Learner:
+    "ULMFiT's three stages at a small size, printing the tables: Wikipedia, then TREC-6; returns the classifier's learner."
     set_seed(seed)
     df = trec6('train')
     if n_docs is not None: df = df.sample(n=min(n_docs, len(df)), random_state=seed).reset_index(drop=True)
     with tempfile.TemporaryDirectory() as tmp:
         print(f'ulmfit_learner demo: TREC-6, {len(df)} questions (10% held out for validation), '
               f'device {device or ("cuda" if torch.cuda.is_available() else "cpu")}')
-        lm, learn = ulmfit_stages(df, tmp, config=DEMO_CONFIG, lm_epochs=lm_epochs, clas_epochs=clas_epochs, bs=bs,
-                                  seed=seed, device=device, what='questions')
+        pretrained = None
+        if pretrain_epochs:
+            print('\nStage 1: pretrain a language model on 80 Wikipedia articles (219k words; the paper used WikiText-103, '
+                  '103M words)')
+            pretrain(wiki_sample(), Path(tmp) / 'wiki', config=DEMO_CONFIG, epochs=pretrain_epochs, lr=1e-2, bs=bs,
+                     seq_len=40, valid_pct=0.05, checkpoint_minutes=None, seed=seed, device=device)
+            pretrained = Path(tmp) / 'wiki'
+        lm, learn = ulmfit_stages(df, tmp, pretrained=pretrained, config=None if pretrained else DEMO_CONFIG,
+                                  lm_epochs=lm_epochs, clas_epochs=clas_epochs, bs=bs, seed=seed, device=device,
+                                  what='questions')
     test = trec6('test')
     preds, targs = learn.get_preds(dl=learn.dls.test_dl(test.text, labels=test.label))
     learn.test_accuracy = (preds.argmax(1) == targs).float().mean().item()
