@@ -73,3 +73,37 @@ def md_table(headers, rows, n_text=2):
     line = lambda cells: '| ' + ' | '.join(list(cells) + [''] * (len(headers) - len(cells))) + ' |'
     sep = '|' + '|'.join('---' if i < n_text else '---:' for i in range(len(headers))) + '|'
     return '\n'.join([line(headers), sep, *map(line, rows)])
+
+
+def ours_by_direction(a, train, test, work, sizes, **stage_kwargs):
+    """ULMFiT's stages 2 and 3 with the library's recipe (`ulmfit_learner.recipe.ulmfit_stages`, the code of `ulmfit
+    train`) for the forward model, and for the backward one too with `a.bidir`: {direction: errors, times, histories},
+    and 'bidir' with the averaged pair's test error. `a` holds the benchmarks' shared options."""
+    from ulmfit_learner import bidirectional_preds, set_seed, ulmfit_stages
+    results, learners = {}, {}
+    for direction in (['fwd', 'bwd'] if a.bidir else ['fwd']):
+        bwd = direction == 'bwd'
+        pretrained = a.pretrained_bwd if bwd else a.pretrained
+        set_seed(a.seed)
+        t = time.perf_counter()
+        lm, clas = ulmfit_stages(train, os.path.join(work, direction), pretrained=pretrained,
+                                 config=None if pretrained else sizes, lm_epochs=a.lm_epochs, clas_epochs=a.clas_epochs,
+                                 lm_lr=a.lm_lr, clas_lr=a.clas_lr, bs=a.bs, seq_len=70, seed=a.seed, device=a.device,
+                                 backwards=bwd, discr=a.discr, stlr=a.stlr, gradual=a.gradual,
+                                 lm_drop_mult=a.lm_drop_mult, clas_drop_mult=a.clas_drop_mult, amp=a.amp, **stage_kwargs)
+        hist, acc = clas.recorder.values, clas.recorder.metric_names.index('accuracy')  # the last fit's epochs
+        test_dl = clas.dls.test_dl(test.text, labels=test.label)
+        probs, targs = clas.get_preds(dl=test_dl)
+        results[direction] = dict(seconds=time.perf_counter() - t, valid_error=1 - hist[-1][acc],
+                                  best_valid_error=1 - max(h[acc] for h in hist),
+                                  test_error=1 - (probs.argmax(1) == targs).float().mean().item(),
+                                  history=hist, columns=clas.recorder.metric_names, lm_history=lm.recorder.values,
+                                  lm_columns=lm.recorder.metric_names)
+        learners[direction] = (clas, test_dl)
+    if a.bidir:
+        (f, f_test), (b, b_test) = learners['fwd'], learners['bwd']
+        p, t = bidirectional_preds(f, b)
+        pt, tt = bidirectional_preds(f, b, f_test, b_test)
+        results['bidir'] = dict(valid_error=1 - (p.argmax(1) == t).float().mean().item(),
+                                test_error=1 - (pt.argmax(1) == tt).float().mean().item())
+    return results

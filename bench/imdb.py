@@ -16,10 +16,11 @@ general-domain stage). The recipe is the library's (`ulmfit_learner.recipe.ulmfi
 import argparse, json, os, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import fmt, machine_facts, md_table  # noqa: E402
+from _common import fmt, machine_facts, md_table, ours_by_direction  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data', 'imdb')
-SIZES = {'paper': dict(emb_sz=400, n_hid=1152, n_layers=3), 'small': dict(emb_sz=100, n_hid=384, n_layers=2)}
+SIZES = {'paper': dict(emb_sz=400, n_hid=1152, n_layers=3), 'small': dict(emb_sz=100, n_hid=384, n_layers=2),
+         'tiny': dict(emb_sz=16, n_hid=32, n_layers=1)}  # tiny: to check that the script runs
 
 
 def load(subset, seed):
@@ -61,37 +62,13 @@ def main():
 
     import tempfile
     import torch
-    from ulmfit_learner import bidirectional_preds, set_seed, ulmfit_stages
     train, test, unsup = load(a.subset, a.seed)
     work = a.work or tempfile.mkdtemp(prefix='imdb-')
     results = {'machine': machine_facts(), 'args': vars(a), 'n': dict(train=len(train), test=len(test), unsup=len(unsup))}
-    learners = {}
-    for direction in (['fwd', 'bwd'] if a.bidir else ['fwd']):
-        bwd = direction == 'bwd'
-        pretrained = a.pretrained_bwd if bwd else a.pretrained
-        set_seed(a.seed)
-        t = time.perf_counter()
-        lm, clas = ulmfit_stages(train, os.path.join(work, direction), extra_texts=list(unsup.text), pretrained=pretrained,
-                                 config=None if pretrained else SIZES[a.size], lm_epochs=a.lm_epochs,
-                                 clas_epochs=a.clas_epochs, lm_lr=a.lm_lr, clas_lr=a.clas_lr, bs=a.bs, seq_len=70,
-                                 valid_pct=a.valid_pct, seed=a.seed, device=a.device, backwards=bwd, what='reviews',
-                                 discr=a.discr, stlr=a.stlr, gradual=a.gradual, lm_drop_mult=a.lm_drop_mult,
-                                 clas_drop_mult=a.clas_drop_mult, amp=a.amp)
-        acc = clas.recorder.metric_names.index('accuracy')
-        test_dl = clas.dls.test_dl(test.text, labels=test.label)
-        probs, targs = clas.get_preds(dl=test_dl)
-        results[direction] = dict(seconds=time.perf_counter() - t, valid_error=1 - clas.recorder.values[-1][acc],
-                                  test_error=1 - (probs.argmax(1) == targs).float().mean().item(),
-                                  lm=lm.recorder.values, clas=clas.recorder.values)
-        learners[direction] = (clas, test_dl)
-        print(json.dumps({direction: {k: v for k, v in results[direction].items() if k not in ('lm', 'clas')}}), flush=True)
-    rows = [[d, fmt(100 * results[d]['valid_error']), fmt(100 * results[d]['test_error']), fmt(results[d]['seconds'])]
-            for d in learners]
-    if a.bidir:
-        (f, f_test), (b, b_test) = learners['fwd'], learners['bwd']
-        pt, tt = bidirectional_preds(f, b, f_test, b_test)
-        results['bidir'] = dict(test_error=1 - (pt.argmax(1) == tt).float().mean().item())
-        rows.append(['fwd+bwd', '-', fmt(100 * results['bidir']['test_error']), '-'])
+    results.update(ours_by_direction(a, train, test, work, SIZES[a.size], extra_texts=list(unsup.text),
+                                      valid_pct=a.valid_pct, what='reviews'))
+    rows = [[d, fmt(100 * r['valid_error']), fmt(100 * r['test_error']), fmt(r.get('seconds'))]
+            for d, r in results.items() if d in ('fwd', 'bwd', 'bidir')]
     device = torch.cuda.get_device_name() if torch.cuda.is_available() and (a.device or 'cuda').startswith('cuda') else 'CPU'
     print(f"\nIMDb, {results['n']}, {device}")
     print(md_table(['model', 'valid error %', 'test error %', 'seconds'], rows, n_text=1))

@@ -29,10 +29,11 @@ Reported: validation error (final epoch, and the best epoch), test error, wall t
 import argparse, json, os, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import machine_facts, md_table, run_child, fmt  # noqa: E402
+from _common import fmt, machine_facts, md_table, ours_by_direction, run_child  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data', 'trec')
-SIZES = {'paper': dict(emb_sz=400, n_hid=1152, n_layers=3), 'small': dict(emb_sz=100, n_hid=384, n_layers=2)}
+SIZES = {'paper': dict(emb_sz=400, n_hid=1152, n_layers=3), 'small': dict(emb_sz=100, n_hid=384, n_layers=2),
+         'tiny': dict(emb_sz=16, n_hid=32, n_layers=1)}  # tiny: to check that the script runs
 
 
 def load_split(seed: int, valid_pct: float = 0.1):
@@ -53,37 +54,11 @@ def group_lr(lr, n_groups, discr):
 # ---- ours ----------------------------------------------------------------------------------------------------------
 def run_ours(a):
     import torch
-    from ulmfit_learner import bidirectional_preds, set_seed, ulmfit_stages
     train, test = load_split(a.seed)
     res = {'impl': 'ours', 'torch_threads': torch.get_num_threads()}
-    learners = {}
-    for direction in (['fwd', 'bwd'] if a.bidir else ['fwd']):
-        bwd = direction == 'bwd'
-        pretrained = a.pretrained_bwd if bwd else a.pretrained
-        set_seed(a.seed)
-        t = time.perf_counter()
-        # the library's recipe (ulmfit_learner.recipe): the same code as `ulmfit train` and the tutorials
-        lm, clas = ulmfit_stages(train, os.path.join(a.work, direction), valid_col='is_valid', pretrained=pretrained,
-                                 config=None if pretrained else SIZES[a.size], lm_epochs=a.lm_epochs,
-                                 clas_epochs=a.clas_epochs, lm_lr=a.lm_lr, clas_lr=a.clas_lr, bs=a.bs, seq_len=70,
-                                 seed=a.seed, device=a.device, backwards=bwd, what='questions', discr=a.discr,
-                                 stlr=a.stlr, gradual=a.gradual, lm_drop_mult=a.lm_drop_mult,
-                                 clas_drop_mult=a.clas_drop_mult, amp=a.amp)
-        hist = clas.recorder.values  # the last fit's epochs
-        acc_col = clas.recorder.metric_names.index('accuracy')
-        test_dl = clas.dls.test_dl(test.text, labels=test.label)
-        probs, targs = clas.get_preds(dl=test_dl)
-        res[f'clas_{direction}'] = dict(seconds=time.perf_counter() - t, history=hist, columns=clas.recorder.metric_names,
-                                        valid_error=1 - hist[-1][acc_col], best_valid_error=1 - max(h[acc_col] for h in hist),
-                                        test_error=1 - (probs.argmax(1) == targs).float().mean().item(),
-                                        lm_history=lm.recorder.values, lm_columns=lm.recorder.metric_names)
-        learners[direction] = (clas, test_dl)
-    if a.bidir:
-        (f, f_test), (b, b_test) = learners['fwd'], learners['bwd']
-        p, t = bidirectional_preds(f, b)
-        pt, tt = bidirectional_preds(f, b, f_test, b_test)
-        res['bidir'] = dict(valid_error=1 - (p.argmax(1) == t).float().mean().item(),
-                            test_error=1 - (pt.argmax(1) == tt).float().mean().item())
+    for direction, r in ours_by_direction(a, train, test, a.work, SIZES[a.size], valid_col='is_valid',
+                                          what='questions').items():
+        res[direction if direction == 'bidir' else f'clas_{direction}'] = r
     return res
 
 
