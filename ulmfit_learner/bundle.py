@@ -153,7 +153,7 @@ def verify_bundle(path) -> dict:
     if not path.is_dir(): raise FileNotFoundError(f"no model folder at {path}")
     if not _is_bundle(path):
         raise ValueError(f"{path} is not a model bundle (it has no {MANIFEST}); make one with learn.export(path) "
-                         "or `ulmfit export`")
+                         "or `ulmfit train`")
     manifest = _read_json(path / MANIFEST, 'manifest')
     listed = manifest.get('files') if isinstance(manifest, dict) else None
     if not isinstance(listed, dict) or META not in listed:

@@ -168,9 +168,10 @@ class CategoryBlock:
         unknown = _sorted_classes({l for l in labels if l not in self._index})
         if unknown:
             bad = [i if rows is None else int(rows[i]) for i, l in enumerate(labels) if l not in self._index]
+            fix = ("Use a split that puts every class in training (e.g. a larger valid set or ColSplitter), or fix the labels"
+                   if where != 'test' else "Drop those rows, or map their labels onto the model's classes")
             raise ValueError(f"{where} labels {unknown[:5]} (rows {_rows_str(bad)}) do not occur in the training labels "
-                             f"{self.classes[:10]}; the model could never predict them. Use a split that puts every "
-                             "class in training (e.g. a larger valid set or ColSplitter), or fix the labels")
+                             f"{self.classes[:10]}; the model could never predict them. {fix}")
         return torch.tensor([self._index[l] for l in labels], dtype=torch.long)
 
     def decode(self, y) -> str: return self.classes[int(y)]
