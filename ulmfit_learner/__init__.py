@@ -22,7 +22,7 @@ from .text.tokenize import (DEFAULT_POST_RULES, DEFAULT_PRE_RULES, SPECIAL_TOKEN
                             SpacyTokenizer, TokenizedCorpus, Tokenizer, fix_html, join_fields, replace_all_caps,
                             replace_maj, replace_rep, replace_wrep, rm_useless_spaces, spec_add_spaces, tokenize_texts)
 from .text.vocab import Vocab
-from .bundle import (LIBRARY_RULES, Bundle, read_bundle, shard_tensors, tokenizer_from_json, tokenizer_to_json,
+from .bundle import (LIBRARY_RULES, Bundle, check_writable, is_bundle, read_bundle, shard_tensors, tokenizer_from_json, tokenizer_to_json,
                      verify_bundle, write_bundle)
 from .interpret import ClassificationInterpretation
 from .ulmfit import (GradualUnfreezing, LMLearner, TextLearner, bidirectional_preds, language_model_learner, load_learner,
@@ -66,7 +66,7 @@ __all__ = [
     'ModelResetter', 'RNNRegularizer', 'SentenceEncoder', 'masked_concat_pool', 'PoolingLinearClassifier',
     'TextClassifier', 'get_text_classifier', 'awd_lstm_clas_split', 'load_encoder',
     # model bundles: folders of safetensors shards and JSON with a checksum manifest
-    'Bundle', 'write_bundle', 'read_bundle', 'verify_bundle', 'shard_tensors', 'tokenizer_to_json', 'tokenizer_from_json',
+    'Bundle', 'write_bundle', 'read_bundle', 'is_bundle', 'check_writable', 'verify_bundle', 'shard_tensors', 'tokenizer_to_json', 'tokenizer_from_json',
     'LIBRARY_RULES',
     # ULMFiT learners, prediction, export and pretrained models
     'TextLearner', 'LMLearner', 'language_model_learner', 'text_classifier_learner', 'GradualUnfreezing',

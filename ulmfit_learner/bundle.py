@@ -24,7 +24,8 @@ from .text.tokenize import SentencePieceTokenizer, SpacyTokenizer, Tokenizer
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'MAX_SHARD_BYTES', 'MANIFEST', 'META', 'LIBRARY_RULES', 'SPM_FILE', 'sha256_file', 'shard_tensors',
-           'write_bundle', 'Bundle', 'verify_bundle', 'read_bundle', 'tokenizer_to_json', 'tokenizer_from_json']
+           'is_bundle', 'check_writable', 'write_bundle', 'Bundle', 'verify_bundle', 'read_bundle', 'tokenizer_to_json',
+           'tokenizer_from_json']
 
 # %% ../nbs/25_bundle.ipynb #014fd3d2
 BUNDLE_FORMAT = 1                 # bump when the layout changes; readers refuse bundles newer than they know
@@ -57,34 +58,38 @@ def shard_tensors(state: Mapping[str, torch.Tensor], max_bytes: int = MAX_SHARD_
     shards, current, size, index = [], {}, 0, {}
     for name, t in unique.items():
         t = t.detach().contiguous()
-        row_bytes = t[0].numel() * t.element_size() if t.dim() > 0 and len(t) else t.numel() * t.element_size()
-        rows = len(t) if t.dim() > 0 else 1
-        per_piece = max(1, max_bytes // max(row_bytes, 1)) if t.dim() > 0 else 1
-        pieces = []
-        for k, start in enumerate(range(0, max(rows, 1), per_piece)):
-            piece = t[start:start + per_piece] if t.dim() > 0 else t
-            nbytes = piece.numel() * piece.element_size()
-            if current and size + nbytes > max_bytes: shards.append(current); current, size = {}, 0
-            pname = name if rows <= per_piece else f'{name}@{k}'
-            current[pname] = piece.clone() if rows > per_piece else piece  # safetensors refuses views of one storage
-            size += nbytes
-            pieces.append(pname)
-        index[name] = {'pieces': pieces, 'shape': list(t.shape), 'dtype': str(t.dtype).removeprefix('torch.')}
+        nbytes = t.numel() * t.element_size()
+        if t.dim() == 0 or nbytes <= max_bytes: parts = {name: t}
+        else:  # rows of at most max_bytes; copies, as safetensors refuses views of one storage
+            per_piece = max(1, max_bytes * len(t) // nbytes)
+            parts = {f'{name}@{k}': t[s:s + per_piece].clone() for k, s in enumerate(range(0, len(t), per_piece))}
+        for pname, piece in parts.items():
+            n = piece.numel() * piece.element_size()
+            if current and size + n > max_bytes: shards.append(current); current, size = {}, 0
+            current[pname], size = piece, size + n
+        index[name] = {'pieces': list(parts), 'shape': list(t.shape), 'dtype': str(t.dtype).removeprefix('torch.')}
     if current or not shards: shards.append(current)
     return shards, index, tied
 
 # %% ../nbs/25_bundle.ipynb #fc257882
 def _shard_name(i: int, n: int) -> str: return f'weights-{i + 1:05d}-of-{n:05d}.safetensors'
 
-def _is_bundle(path: Path) -> bool: return (path / MANIFEST).is_file()
+def is_bundle(path) -> bool:
+    "Whether `path` is a bundle folder (it has a manifest)."
+    return (Path(path) / MANIFEST).is_file()
+
+def check_writable(path, what: str = 'a bundle') -> Path:
+    "`path`, if a bundle may be written there (nothing there, an empty folder, or a bundle to replace); else an error."
+    path = Path(path)
+    if path.exists() and not (path.is_dir() and (is_bundle(path) or not any(path.iterdir()))):
+        raise FileExistsError(f"{path} exists and is not {what}; choose another folder (an existing one is replaced)")
+    return path
 
 def write_bundle(path, kind: str, state: Mapping[str, torch.Tensor], meta: dict | None = None,
                  files: Mapping[str, bytes | dict | list] | None = None, max_shard_bytes: int = MAX_SHARD_BYTES) -> Path:
     "Write a bundle folder at `path` atomically: weights (sharded safetensors), `bundle.json`, `files`, `manifest.json`."
     from safetensors.torch import save_file
-    path = Path(path)
-    if path.exists() and not (path.is_dir() and (_is_bundle(path) or not any(path.iterdir()))):
-        raise FileExistsError(f"{path} exists and is not a bundle; choose another folder (an existing bundle is replaced)")
+    path = check_writable(path)
     shards, index, tied = shard_tensors({k: v.detach().cpu() for k, v in state.items()}, max_shard_bytes)
     reserved = {META, MANIFEST} | {_shard_name(i, len(shards)) for i in range(len(shards))}
     clash = sorted(set(files or {}) & reserved)
@@ -151,7 +156,7 @@ def verify_bundle(path) -> dict:
     "Check every file of the bundle at `path` against its manifest; return the manifest. Errors name the file."
     path = Path(path)
     if not path.is_dir(): raise FileNotFoundError(f"no model folder at {path}")
-    if not _is_bundle(path):
+    if not is_bundle(path):
         raise ValueError(f"{path} is not a model bundle (it has no {MANIFEST}); make one with learn.export(path) "
                          "or `ulmfit train`")
     manifest = _read_json(path / MANIFEST, 'manifest')
@@ -169,8 +174,8 @@ def verify_bundle(path) -> dict:
                              "after the export); copy the model folder again or export it again")
     return manifest
 
-def read_bundle(path, kind: str | None = None, device='cpu') -> Bundle:
-    "Read and check the bundle at `path` (of `kind`, if given); weights are loaded onto `device` without unpickling."
+def read_bundle(path, kind: str | None = None, device='cpu', weights: bool = True) -> Bundle:
+    "Read and check the bundle at `path` (of `kind`, if given); `weights` are loaded onto `device` without unpickling."
     from safetensors.torch import load_file
     path = Path(path)
     verify_bundle(path)
@@ -183,10 +188,10 @@ def read_bundle(path, kind: str | None = None, device='cpu') -> Bundle:
                          "upgrade ulmfit_learner (pip install -U ulmfit_learner)")
     if kind is not None and meta.get('kind') != kind:
         raise ValueError(f"{path} holds a {meta.get('kind')!r} bundle, not a {kind!r} one")
-    w = meta['weights']
+    w, state = meta['weights'], {}
+    if not weights: return Bundle(path, meta, state)  # its JSON files only (a tokenizer, a vocab)
     pieces = {}
     for name in w['shards']: pieces.update(load_file(str(path / name), device=str(device)))
-    state = {}
     for name, entry in w['tensors'].items():
         parts = [pieces[p] for p in entry['pieces']]
         t = parts[0] if len(parts) == 1 else torch.cat(parts)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .bundle import MANIFEST, verify_bundle
+from .bundle import check_writable, is_bundle, verify_bundle
 from .callback import CallbackError
 from .callbacks import SaveModelCallback
 from .core import set_seed
@@ -76,7 +76,7 @@ RUN_PARTS = ('classifier', 'lm')  # the model folders `ulmfit train` writes insi
 def model_folder(path, part: str = 'classifier') -> Path:
     "The model folder at `path`: the folder itself, or a run folder's `part` ('classifier' or 'lm')."
     path = Path(path)
-    if not (path / MANIFEST).is_file() and (path / part / MANIFEST).is_file(): return path / part
+    if not is_bundle(path) and is_bundle(path / part): return path / part
     return path
 
 def prediction_rows(learn: TextLearner, texts: list[str], bs: int | None = None) -> list[dict]:
@@ -110,10 +110,7 @@ def _config(args) -> dict | None:
 
 def _check_out(path) -> Path:
     "Refuse, before any training, an output folder that `export` would refuse after it."
-    path = Path(path)
-    if path.exists() and not (path.is_dir() and ((path / MANIFEST).is_file() or not any(path.iterdir()))):
-        raise FileExistsError(f"{path} exists and is not a model folder; choose another --out (an existing model folder is replaced)")
-    return path
+    return check_writable(path, 'a model folder')
 
 def _final(learn: Learner, name: str) -> float:
     return dict(zip(learn.recorder.metric_names, learn.recorder.values[-1]))[name]
@@ -169,7 +166,7 @@ def cmd_finetune_lm(args) -> int:
 def cmd_train(args) -> int:
     "LM fine-tuning on the labelled (and unlabelled) texts, then a classifier; writes a run folder."
     run = Path(args.out)
-    if run.exists() and (not run.is_dir() or (run / MANIFEST).is_file()):
+    if run.exists() and (not run.is_dir() or is_bundle(run)):
         raise FileExistsError(f"{run} exists and is not a run folder; choose another --out")
     for part in RUN_PARTS: _check_out(run / part)
     df = read_csv(args.data, {args.text_col: '--text-col', args.label_col: '--label-col'})

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .bundle import MANIFEST, META, sha256_file, verify_bundle
+from .bundle import MANIFEST, META, is_bundle, sha256_file, verify_bundle
 from .core import in_notebook
 from .models.awdlstm import AWDLSTM, make_config
 from .text.data import TextBlock, TextDataLoaders
@@ -42,13 +42,12 @@ def ulmfit_home() -> Path:
 
 def _cache() -> Path: return ulmfit_home() / 'pretrained'
 
-def _is_bundle_dir(path: Path) -> bool: return (path / MANIFEST).is_file()
 
 def list_pretrained() -> list[str]:
     "The names of the bundles in the cache `$ULMFIT_HOME/pretrained` (what `pretrained='name'` loads)."
     cache = _cache()
     if not cache.is_dir(): return []
-    return sorted(p.name for p in cache.iterdir() if not p.name.startswith('.') and _is_bundle_dir(p))
+    return sorted(p.name for p in cache.iterdir() if not p.name.startswith('.') and is_bundle(p))
 
 def _cache_listing() -> str:
     names = list_pretrained()
@@ -67,7 +66,7 @@ def _is_name(o) -> bool:
 
 def _named_bundle(name: str) -> Path:
     path = _cache() / name
-    if not _is_bundle_dir(path):
+    if not is_bundle(path):
         raise FileNotFoundError(f"pretrained={name!r} names a bundle in the cache, and there is none at {path} (nor "
                                 f"a folder {name!r} here); {_cache_listing()}. {_how_to_get_one(path)}")
     return path
@@ -175,7 +174,7 @@ def download_bundle(url: str, sha256: str | None = None, progress: bool = True, 
         raise ValueError(f"sha256 must be 64 hex digits (the sha256 of the bundle's manifest.json), got {sha256!r}")
     base = _bundle_url(url)
     dest = _cache() / _cache_name(base)
-    if _is_bundle_dir(dest):
+    if is_bundle(dest):
         try:
             verify_bundle(dest)
             if sha256 is None or sha256_file(dest / MANIFEST) == sha256.lower(): return dest
@@ -210,7 +209,7 @@ def pretrained_path(pretrained, backwards: bool = False, sha256: str | None = No
     "The folder of the bundle `pretrained` names: True (the default for the direction), a cache name, a folder, a URL."
     if pretrained is True:
         path = _cache() / ('bwd' if backwards else 'fwd')
-        if not _is_bundle_dir(path):
+        if not is_bundle(path):
             raise FileNotFoundError(
                 f"pretrained=True looks for a {'backward' if backwards else 'forward'} language model in {path} (set "
                 f"ULMFIT_HOME to look elsewhere), and there is none; {_cache_listing()}. "
@@ -220,7 +219,7 @@ def pretrained_path(pretrained, backwards: bool = False, sha256: str | None = No
     elif _is_name(pretrained): path = _named_bundle(pretrained)
     else: path = Path(pretrained)
     if sha256 is not None:
-        if not _is_bundle_dir(path): raise FileNotFoundError(f"no bundle at {path} (no {MANIFEST}) to check against sha256")
+        if not is_bundle(path): raise FileNotFoundError(f"no bundle at {path} (no {MANIFEST}) to check against sha256")
         _check_pin(path / MANIFEST, sha256, str(path))
     return path
 

@@ -295,7 +295,7 @@ def _load_pretrained(learn: 'LMLearner', bundle: Bundle) -> float:
 
 def pretrained_tokenizer(pretrained, backwards: bool = False, rules=None, tok=None):
     "The tokenizer of the pretrained bundle that `pretrained` names (see `pretrained_path`): build the task's loaders with it (`tok=`)."
-    bundle = read_bundle(pretrained_path(pretrained, backwards))
+    bundle = read_bundle(pretrained_path(pretrained, backwards), weights=False)
     return tokenizer_from_json(bundle.read_json('tokenizer.json'), bundle.read_bytes, rules, tok)
 
 # %% ../nbs/30_ulmfit.ipynb #d8db5dca
