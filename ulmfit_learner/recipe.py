@@ -74,12 +74,12 @@ def fine_tune_lm(lm: LMLearner, epochs: int, lr: float, pretrained: bool, discr:
 def train_classifier(df: pd.DataFrame, lm: LMLearner, path, text_col: str = 'text', label_col: str = 'label',
                      epochs: int = 6, lr: float = 2e-2, drop_mult: float = 0.5, bs: int = 32, valid_pct: float = 0.1,
                      valid_col: str | None = None, seed: int = 42, device=None, cbs=None, discr: bool = True,
-                     stlr: bool = True, gradual: bool = True, amp: str | None = None) -> TextLearner:
+                     stlr: bool = True, gradual: bool = True, amp: str | None = None, cache_dir=None) -> TextLearner:
     "Stage 3: a classifier on `lm`'s encoder: `gradual` unfreezing at `lr`/2, then `epochs` of all layers (`cbs` in that fit)."
     lm.save_encoder('encoder')
     dls = TextDataLoaders.from_df(df, text_col=text_col, label_col=label_col, text_vocab=lm.dls.vocab, tok=lm.dls.tokenizer,
                                   backwards=lm.dls.text_block.backwards, valid_pct=valid_pct, valid_col=valid_col,
-                                  seed=seed, bs=bs, progress=False, device=device)
+                                  seed=seed, bs=bs, progress=False, device=device, cache_dir=cache_dir)
     learn = text_classifier_learner(dls, AWDLSTM, config=model_sizes(lm.model_spec['config']), drop_mult=drop_mult,
                                     metrics=accuracy, path=path, device=device)
     learn.load_encoder('encoder')
@@ -102,13 +102,16 @@ def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str
     texts = [*df[text_col], *extra_texts]
     # with a validation column, the LM validates on the same documents as the classifier (never trains on them)
     is_valid = None if valid_col is None else [*df[valid_col].astype(bool), *[False] * len(extra_texts)]
+    # one token cache for both stages: the classifier's texts are the LM's first ones, so they are not tokenized again
+    cache = Path(path) / 'tokens'
     lm = lm_learner(texts, path, pretrained, config, drop_mult=lm_drop_mult, bs=bs, seq_len=seq_len,
-                    valid_pct=valid_pct, seed=seed, device=device, backwards=backwards, is_valid=is_valid, amp=amp)
+                    valid_pct=valid_pct, seed=seed, device=device, backwards=backwards, is_valid=is_valid, amp=amp,
+                    cache_dir=cache)
     fine_tune_lm(lm, lm_epochs, lm_lr, pretrained=pretrained is not None, discr=discr, stlr=stlr)
     print('\nStage 3: a classifier on the fine-tuned encoder' + (', gradual unfreezing then all layers' if gradual else ''))
     learn = train_classifier(df, lm, path, text_col, label_col, clas_epochs, clas_lr, drop_mult=clas_drop_mult, bs=bs,
                              valid_pct=valid_pct, valid_col=valid_col, seed=seed, device=device, cbs=cbs, discr=discr,
-                             stlr=stlr, gradual=gradual, amp=amp)
+                             stlr=stlr, gradual=gradual, amp=amp, cache_dir=cache)
     return lm, learn
 
 def wiki_sample() -> Path:
