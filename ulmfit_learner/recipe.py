@@ -102,16 +102,16 @@ def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str
     texts = [*df[text_col], *extra_texts]
     # with a validation column, the LM validates on the same documents as the classifier (never trains on them)
     is_valid = None if valid_col is None else [*df[valid_col].astype(bool), *[False] * len(extra_texts)]
-    # one token cache for both stages: the classifier's texts are the LM's first ones, so they are not tokenized again
-    cache = Path(path) / 'tokens'
-    lm = lm_learner(texts, path, pretrained, config, drop_mult=lm_drop_mult, bs=bs, seq_len=seq_len,
-                    valid_pct=valid_pct, seed=seed, device=device, backwards=backwards, is_valid=is_valid, amp=amp,
-                    cache_dir=cache)
-    fine_tune_lm(lm, lm_epochs, lm_lr, pretrained=pretrained is not None, discr=discr, stlr=stlr)
-    print('\nStage 3: a classifier on the fine-tuned encoder' + (', gradual unfreezing then all layers' if gradual else ''))
-    learn = train_classifier(df, lm, path, text_col, label_col, clas_epochs, clas_lr, drop_mult=clas_drop_mult, bs=bs,
-                             valid_pct=valid_pct, valid_col=valid_col, seed=seed, device=device, cbs=cbs, discr=discr,
-                             stlr=stlr, gradual=gradual, amp=amp, cache_dir=cache)
+    # one token cache for both stages (gone with them): the classifier's texts are the LM's first ones, tokenized once
+    with tempfile.TemporaryDirectory() as cache:
+        lm = lm_learner(texts, path, pretrained, config, drop_mult=lm_drop_mult, bs=bs, seq_len=seq_len,
+                        valid_pct=valid_pct, seed=seed, device=device, backwards=backwards, is_valid=is_valid, amp=amp,
+                        cache_dir=cache)
+        fine_tune_lm(lm, lm_epochs, lm_lr, pretrained=pretrained is not None, discr=discr, stlr=stlr)
+        print('\nStage 3: a classifier on the fine-tuned encoder' + (', gradual unfreezing then all layers' if gradual else ''))
+        learn = train_classifier(df, lm, path, text_col, label_col, clas_epochs, clas_lr, drop_mult=clas_drop_mult,
+                                 bs=bs, valid_pct=valid_pct, valid_col=valid_col, seed=seed, device=device, cbs=cbs,
+                                 discr=discr, stlr=stlr, gradual=gradual, amp=amp, cache_dir=cache)
     return lm, learn
 
 def wiki_sample() -> Path:
