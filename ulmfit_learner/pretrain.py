@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Iterator
 from functools import partial
+from itertools import chain
 from pathlib import Path
 
 import pandas as pd
@@ -78,15 +79,12 @@ def read_corpus(path, text_col: str = 'text', max_docs: int | None = None) -> It
         lines = read_lines(path)
         first = next((l for l in lines if l.strip()), None)
         if first is None: return
-        if _TITLE.match(first): yield from _articles(_prepend(first, lines))
-        else: yield from (l for l in _prepend(first, lines) if l.strip())
+        lines = chain([first], lines)
+        if _TITLE.match(first): yield from _articles(lines)
+        else: yield from (l for l in lines if l.strip())
     for i, d in enumerate(docs()):
         if max_docs is not None and i >= max_docs: return
         yield d
-
-def _prepend(first: str, rest: Iterator[str]) -> Iterator[str]:
-    yield first
-    yield from rest
 
 # %% ../nbs/31_pretrain.ipynb #dd0c05ba
 def _precision(mixed_precision, device: torch.device):

@@ -252,6 +252,7 @@ def _apply(getter: Callable, items) -> list:
 def _prepare_texts(raw: list, drop_empty: bool | None) -> tuple[list[str], np.ndarray]:
     "Check and join the raw texts; return them with the indexes of the items kept (`drop_empty=None`: new texts, never dropped)."
     texts, keep, missing, empty, wrong = [], [], [], [], []
+    new_texts = "a model needs a text to predict from: remove those items"  # the fix for new texts (drop_empty=None)
     for i, t in enumerate(raw):
         if isinstance(t, (list, tuple)):  # several text columns
             if any(_missing(f) for f in t): missing.append(i); continue
@@ -266,11 +267,11 @@ def _prepare_texts(raw: list, drop_empty: bool | None) -> tuple[list[str], np.nd
     if missing and not drop_empty:
         raise ValueError(f"{len(missing)} text{'s are' if len(missing) > 1 else ' is'} missing (NaN/None; rows {_rows_str(missing)}); "
                          + ("fill them (df[col].fillna('')) and drop them, or pass drop_empty=True to drop those rows"
-                            if drop_empty is not None else "a model needs a text to predict from: remove those items"))
+                            if drop_empty is not None else new_texts))
     if empty and not drop_empty:
         raise ValueError(f"{len(empty)} text{'s are' if len(empty) > 1 else ' is'} empty (rows {_rows_str(empty)}); "
                          + ("drop those rows, or pass drop_empty=True to have them dropped" if drop_empty is not None
-                            else "a model needs a text to predict from: remove those items"))
+                            else new_texts))
     dropped = sorted(missing + empty)
     if dropped:
         warnings.warn(f"drop_empty=True: dropped {len(dropped)} of {len(raw)} items with missing or empty text (rows "
