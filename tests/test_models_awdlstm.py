@@ -329,10 +329,21 @@ def test_awdlstm_on_cuda_uses_cudnn():
     names = {e.key for e in prof.key_averages()}
     assert any('cudnn_rnn' in n for n in names), sorted(names)
     assert lm.encoder.hidden[0][0].is_cuda
-    with warnings.catch_warnings(record=True) as w:
+    with warnings.catch_warnings(record=True) as w:  # the dropped weights reach cuDNN in its own flat layout
         warnings.simplefilter('always')
         for _ in range(3): lm_loss(lm(x), x).backward()
-    assert len([m for m in w if 'contiguous' in str(m.message)]) <= 1
+        lm.reset()
+        with torch.autocast('cuda', dtype=torch.bfloat16):  # PyTorch's autocast re-flattens them itself
+            for _ in range(3): lm_loss(lm(x).float(), x).backward()
+        lm.reset()
+    assert not [m for m in w if 'contiguous' in str(m.message)], [str(m.message) for m in w]
+    rnn, outs = lm.encoder.rnns[0], []  # the flat path (CUDA's) computes what the separate tensors compute
+    emb = torch.randn(4, 8, rnn.module.input_size, device='cuda')
+    hx = tuple(emb.new_zeros(1, 4, rnn.module.hidden_size) for _ in range(2))
+    for flat in (False, True):
+        torch.manual_seed(0)
+        outs.append(torch._VF.lstm(emb, hx, rnn._weights(flat), True, 1, 0., True, False, True)[0])
+    assert torch.allclose(*outs, atol=1e-4)
     lm.eval(); lm.reset()
     with torch.no_grad(): a = lm(x)
     lm.cpu(); lm.reset()

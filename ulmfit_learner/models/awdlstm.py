@@ -96,17 +96,21 @@ class WeightDropout(nn.Module):
         names = ['weight_ih_l0', 'weight_hh_l0'] + (['bias_ih_l0', 'bias_hh_l0'] if lstm.bias else [])
         self._names = [n + d for d in dirs for n in names]  # the order _VF.lstm expects, as in nn.LSTM
 
-    def _weights(self) -> list[torch.Tensor]:
+    def _weights(self, flat: bool = False) -> list[torch.Tensor]:
+        "The weights `_VF.lstm` takes, `W_hh` dropped in training; `flat`: as views into one buffer, cuDNN's layout."
         ws = [getattr(self.module, n) for n in self._names]
-        if self.training and self.weight_p != 0:
-            ws = [F.dropout(w, self.weight_p, training=True) if n.startswith('weight_hh') else w
-                  for n, w in zip(self._names, ws)]
-        return ws
+        if not (self.training and self.weight_p != 0): return ws  # the LSTM's own (flattened on CUDA) weights
+        ws = [F.dropout(w, self.weight_p, training=True) if n.startswith('weight_hh') else w
+              for n, w in zip(self._names, ws)]
+        if not flat: return ws
+        buf = torch.cat([w.reshape(-1) for w in ws])  # W_ih, W_hh, b_ih, b_hh (then the reverse direction's)
+        return [v.view_as(w) for v, w in zip(torch.split(buf, [w.numel() for w in ws]), ws)]
 
     def forward(self, x: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor]):
         "x: (bs, sl, n_in), hx: (h, c) each (n_dir, bs, n_out); returns (bs, sl, n_dir * n_out) and the new (h, c)."
         lstm = self.module
-        out, h, c = _VF.lstm(x, hx, self._weights(), lstm.bias, 1, 0., self.training, lstm.bidirectional, True)
+        flat = x.is_cuda and not torch.is_autocast_enabled(x.device.type)  # cuDNN takes views of one buffer as is
+        out, h, c = _VF.lstm(x, hx, self._weights(flat), lstm.bias, 1, 0., self.training, lstm.bidirectional, True)
         return out, (h, c)
 
     def extra_repr(self) -> str: return f'weight_p={self.weight_p}'
