@@ -91,6 +91,8 @@ def test_pretrain_writes_a_loadable_language_model(pretrained):
     valid_loss = float(lines[header + 1].split()[2])  # epoch, train_loss, valid_loss, accuracy, perplexity, time
     assert ppl == pytest.approx(math.exp(valid_loss), rel=1e-3)
     assert isinstance(lm.predict('What is', n_words=3, seed=0), str)
+    summary = json.loads((folder / 'training.json').read_text())
+    assert summary['corpus'] == str(folder.parent / 'corpus.txt'), 'training.json names the file read, not "N texts"'
 
 
 def test_finetune_lm_from_the_pretrained_model(data, pretrained, tmp_path):

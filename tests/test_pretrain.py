@@ -63,12 +63,23 @@ def test_pretrain_writes_a_bundle_with_its_figures(corpus, tmp_path):
     assert {'loss.png', 'history.csv', 'training.json', 'vocab.json', 'tokenizer.json', 'manifest.json'} <= names
     summary = json.loads((tmp_path / 'lm' / 'training.json').read_text())
     assert summary['epochs'] == 2 and summary['mixed_precision'] is None and summary['documents'] > 400
+    assert summary['corpus'] == str(corpus) and summary['valid'] is None, 'the corpus is named by its path'
     assert 1 < summary['final']['perplexity'] < len(learn.dls.vocab)
     assert (tmp_path / 'lm' / 'loss.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     history = pd.read_csv(tmp_path / 'lm' / 'history.csv')
     assert list(history.epoch) == [0, 1] and 'perplexity' in history.columns
     assert read_bundle(tmp_path / 'lm').kind == 'language_model'
     assert (tmp_path / 'lm.work' / 'tokens').is_dir(), 'the token cache is in the work folder'
+
+
+def test_training_json_names_the_corpus(corpus, questions, tmp_path):
+    "training.json says what the model was trained on: a path (and how much of it), or the `source` given with a list."
+    summary = lambda name: json.loads((tmp_path / name / 'training.json').read_text())
+    pretrain(corpus, tmp_path / 'a', valid=corpus, max_docs=40, **dict(ARGS, epochs=1))
+    assert summary('a')['corpus'] == f'{corpus}, its first 40 documents' and summary('a')['documents'] == 40
+    assert summary('a')['valid'] == str(corpus)
+    pretrain(questions[:40], tmp_path / 'b', valid=questions[40:50], source='TREC-6, 40 questions', **dict(ARGS, epochs=1))
+    assert summary('b')['corpus'] == 'TREC-6, 40 questions' and summary('b')['valid'] == '10 texts'
 
 
 def test_pretrain_resumes_exactly_after_a_crash(corpus, tmp_path):

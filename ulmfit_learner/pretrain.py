@@ -106,7 +106,8 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
              config: dict | None = None, drop_mult: float = 1., epochs: int = 1, lr: float = 4e-3, schedule: str = 'stlr',
              bs: int = 64, seq_len: int = 70, min_freq: int = 3, max_vocab: int = 60000, backwards: bool = False,
              tok=None, n_workers: int = 0, work_dir=None, checkpoint_minutes: float | None = 30., resume: bool = True,
-             mixed_precision='auto', device=None, seed: int = 42, progress: bool = True, cbs=None) -> LMLearner:
+             mixed_precision='auto', device=None, seed: int = 42, progress: bool = True, cbs=None,
+             source: str | None = None, valid_source: str | None = None) -> LMLearner:
     "Train a language model on `corpus` (a path, or a list of texts) and `valid` (else a `valid_pct` split); export it to `out`."
     if schedule not in ('stlr', 'one_cycle'): raise ValueError(f"schedule must be 'stlr' or 'one_cycle', got {schedule!r}")
     out = Path(out)
@@ -114,7 +115,7 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
     set_seed(seed)
     started = time.time()
     read = lambda c: list(read_corpus(c, text_col, max_docs)) if isinstance(c, (str, Path)) else list(c)[:max_docs]
-    describe = lambda c: str(c) if isinstance(c, (str, Path)) else f'{len(c):,} texts'
+    describe = lambda c: str(c) if isinstance(c, (str, Path)) else f'{len(c):,} texts'  # `source` names a list's origin
     texts = read(corpus)
     if not texts: raise ValueError(f"the corpus {describe(corpus)} has no text")
     df = pd.DataFrame({'text': texts, 'is_valid': False})
@@ -152,7 +153,9 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
                              f"(--no-resume) to start over, or delete {work}") from e
         raise
     history = learn.recorder.history
-    summary = {'corpus': describe(corpus), 'valid': None if valid is None else describe(valid), 'documents': n_docs,
+    first = f', its first {max_docs:,} documents' if max_docs is not None and isinstance(corpus, (str, Path)) else ''
+    summary = {'corpus': source or describe(corpus) + first,
+               'valid': None if valid is None else valid_source or describe(valid), 'documents': n_docs,
                'valid_documents': n_valid_docs, 'train_tokens': int(len(dls.train.ids)), 'vocab_size': len(dls.vocab),
                'epochs': epochs, 'lr': lr, 'schedule': schedule, 'bs': bs, 'seq_len': seq_len, 'backwards': backwards,
                'device': str(learn.device), 'mixed_precision': precision, 'seconds': round(time.time() - started, 1),
