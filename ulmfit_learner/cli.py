@@ -26,7 +26,7 @@ from .interpret import ClassificationInterpretation
 from .learner import Learner
 from .metrics import Perplexity, accuracy, as_metric
 from .pretrained import pretrained_path
-from .pretrain import pretrain, read_corpus, read_lines
+from .pretrain import _describe, pretrain, read_corpus, read_lines
 from .recipe import DEMO_CONFIG, demo, fine_tune_lm, lm_learner, trec6, ulmfit_stages
 from .ulmfit import LMLearner, TextLearner, load_learner
 
@@ -138,9 +138,8 @@ def cmd_pretrain(args) -> int:
     held_out = f'{len(valid):,} from {args.valid}' if valid else f'{args.valid_pct:.0%}'
     print(f'ulmfit pretrain: {len(texts):,} documents from {args.corpus} ({held_out} held out for validation), '
           f'device {_device_name(args.device)}')
-    first = f', its first {args.max_docs:,} documents' if args.max_docs is not None else ''
     lm = pretrain(texts, out, valid=valid, valid_pct=args.valid_pct, config=_config(args), drop_mult=args.drop_mult,
-                  source=f'{args.corpus}{first}', valid_source=args.valid and str(args.valid),
+                  source=_describe(args.corpus, args.max_docs), valid_source=args.valid and _describe(args.valid),
                   epochs=args.epochs, lr=args.lr, schedule=args.schedule, bs=args.bs, seq_len=args.seq_len,
                   min_freq=args.min_freq, max_vocab=args.max_vocab, backwards=args.backwards, work_dir=args.work_dir,
                   checkpoint_minutes=args.checkpoint_minutes, resume=args.resume, device=args.device, seed=args.seed)

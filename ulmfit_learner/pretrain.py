@@ -102,6 +102,11 @@ def _png(fig) -> bytes:
     plt.close(fig)
     return buf.getvalue()
 
+def _describe(corpus, max_docs: int | None = None) -> str:
+    "How training.json names a corpus: its path (and how much of it was read), or how many texts a list holds."
+    if not isinstance(corpus, (str, Path)): return f'{len(corpus):,} texts'
+    return f'{corpus}, its first {max_docs:,} documents' if max_docs is not None else str(corpus)
+
 def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = 'text', max_docs: int | None = None,
              config: dict | None = None, drop_mult: float = 1., epochs: int = 1, lr: float = 4e-3, schedule: str = 'stlr',
              bs: int = 64, seq_len: int = 70, min_freq: int = 3, max_vocab: int = 60000, backwards: bool = False,
@@ -115,13 +120,12 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
     set_seed(seed)
     started = time.time()
     read = lambda c: list(read_corpus(c, text_col, max_docs)) if isinstance(c, (str, Path)) else list(c)[:max_docs]
-    describe = lambda c: str(c) if isinstance(c, (str, Path)) else f'{len(c):,} texts'  # `source` names a list's origin
     texts = read(corpus)
-    if not texts: raise ValueError(f"the corpus {describe(corpus)} has no text")
+    if not texts: raise ValueError(f"the corpus {_describe(corpus)} has no text")
     df = pd.DataFrame({'text': texts, 'is_valid': False})
     if valid is not None:
         valid_texts = list(read_corpus(valid, text_col)) if isinstance(valid, (str, Path)) else list(valid)
-        if not valid_texts: raise ValueError(f"the validation corpus {describe(valid)} has no text")
+        if not valid_texts: raise ValueError(f"the validation corpus {_describe(valid)} has no text")
         df = pd.concat([df, pd.DataFrame({'text': valid_texts, 'is_valid': True})], ignore_index=True)
     elif len(df) > 1:  # a random share of the documents, at least one
         n_valid = max(1, round(len(df) * valid_pct))
@@ -153,9 +157,8 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
                              f"(--no-resume) to start over, or delete {work}") from e
         raise
     history = learn.recorder.history
-    first = f', its first {max_docs:,} documents' if max_docs is not None and isinstance(corpus, (str, Path)) else ''
-    summary = {'corpus': source or describe(corpus) + first,
-               'valid': None if valid is None else valid_source or describe(valid), 'documents': n_docs,
+    summary = {'corpus': source or _describe(corpus, max_docs),
+               'valid': None if valid is None else valid_source or _describe(valid), 'documents': n_docs,
                'valid_documents': n_valid_docs, 'train_tokens': int(len(dls.train.ids)), 'vocab_size': len(dls.vocab),
                'epochs': epochs, 'lr': lr, 'schedule': schedule, 'bs': bs, 'seq_len': seq_len, 'backwards': backwards,
                'device': str(learn.device), 'mixed_precision': precision, 'seconds': round(time.time() - started, 1),
