@@ -274,6 +274,8 @@ BAD = {  # name: (argv with {data}, {run} and {tmp} to fill in, the start of the
     'missing text column': (['predict', '{run}', '--csv', '{data}/train.csv', '--text-col', 'question'],
                             "has no column 'question'"),
     'missing corpus': (['pretrain', '{tmp}/nope.txt', '--out', '{tmp}/p'], 'no such file or folder: '),
+    'missing column in a compressed CSV': (['finetune-lm', '{tmp}/odd.csv.gz', '--text-col', 'body', '--out', '{tmp}/lm'],
+                                           "column 'body' not found"),
     'missing model': (['predict', '{tmp}/nope', 'a question'], 'no model folder at '),
     'not a model folder': (['evaluate', '{tmp}', '{data}/test.csv'], 'is not a model bundle'),
     'tampered model folder': (['predict', '{tampered}', 'a question'], 'does not match the manifest'),
@@ -288,7 +290,9 @@ BAD = {  # name: (argv with {data}, {run} and {tmp} to fill in, the start of the
 @pytest.mark.parametrize('case', list(BAD))
 def test_bad_input_exits_with_one_line(case, data, trained, tmp_path, capsys):
     argv, message = BAD[case]
-    pd.DataFrame({'text': ['Who is he ?', 'What is golf ?'], 'label': ['HUM', 'SPORT']}).to_csv(tmp_path / 'odd.csv', index=False)
+    odd = pd.DataFrame({'text': ['Who is he ?', 'What is golf ?'], 'label': ['HUM', 'SPORT']})
+    odd.to_csv(tmp_path / 'odd.csv', index=False)
+    odd.to_csv(tmp_path / 'odd.csv.gz', index=False)
     fill = dict(data=data, run=trained[0], tmp=tmp_path, tampered=_tampered(trained, tmp_path) if 'tampered' in case else '')
     status = main([a.format(**fill) for a in argv])
     out, err = capsys.readouterr()

@@ -280,6 +280,17 @@ def test_failed_write_leaves_the_old_bundle(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ['b'], 'no temporary folder left behind'
 
 
+def test_reading_only_the_json_files_does_not_hash_the_weights(tmp_path, monkeypatch):
+    folder = write_bundle(tmp_path / 'b', 'demo', {'x': torch.ones(2)}, files={'vocab.json': ['a']})
+    import ulmfit_learner.bundle as bundle_mod
+    hashed, real = [], bundle_mod.sha256_file
+    monkeypatch.setattr(bundle_mod, 'sha256_file', lambda f: hashed.append(Path(f).name) or real(f))
+    assert read_bundle(folder, weights=False).state == {} and not any(n.endswith('.safetensors') for n in hashed)
+    assert 'vocab.json' in hashed, 'the JSON files are still checked'
+    read_bundle(folder)
+    assert any(n.endswith('.safetensors') for n in hashed), 'reading the weights checks them'
+
+
 def test_tokenizer_json_round_trip():
     tok = Tokenizer()
     settings, files = tokenizer_to_json(tok)

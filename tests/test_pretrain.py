@@ -82,6 +82,13 @@ def test_training_json_names_the_corpus(corpus, questions, tmp_path):
     assert summary('b')['corpus'] == 'TREC-6, 40 questions' and summary('b')['valid'] == '10 texts'
 
 
+def test_pretrain_refuses_a_bad_output_before_training_and_reads_an_iterable_once(questions, tmp_path):
+    (tmp_path / 'taken').mkdir(); (tmp_path / 'taken' / 'notes.txt').write_text('mine')
+    with pytest.raises(Exception, match='taken'): pretrain(iter(questions), tmp_path / 'taken', **ARGS)
+    assert not (tmp_path / 'taken.work').exists(), 'refused before any tokenizing or training'
+    with pytest.raises(ValueError, match='has no text'): pretrain(iter([]), tmp_path / 'x', **ARGS)
+
+
 def test_pretrain_resumes_exactly_after_a_crash(corpus, tmp_path):
     class PowerCut(Callback):
         def after_batch(self, learn):

@@ -26,20 +26,16 @@ from .interpret import ClassificationInterpretation
 from .learner import Learner
 from .metrics import Perplexity, accuracy, as_metric
 from .pretrained import pretrained_path
-from .pretrain import _describe, pretrain, read_corpus, read_lines
+from .pretrain import MissingColumn, _describe, pretrain, read_corpus, read_lines
 from .recipe import DEMO_CONFIG, demo, fine_tune_lm, lm_learner, trec6, ulmfit_stages
 from .ulmfit import LMLearner, TextLearner, load_learner
 
 # %% auto #0
-__all__ = ['RUN_PARTS', 'PRETRAINED_HELP', 'MissingColumn', 'read_csv', 'read_texts', 'model_folder', 'prediction_rows',
-           'write_rows', 'UsageError', 'cmd_demo', 'cmd_pretrain', 'cmd_finetune_lm', 'cmd_train', 'cmd_predict',
+__all__ = ['RUN_PARTS', 'PRETRAINED_HELP', 'read_csv', 'read_texts', 'model_folder', 'prediction_rows', 'write_rows',
+           'UsageError', 'cmd_demo', 'cmd_pretrain', 'cmd_finetune_lm', 'cmd_train', 'cmd_predict',
            'evaluate_classifier', 'evaluate_lm', 'cmd_evaluate', 'cmd_export', 'make_parser', 'main']
 
 # %% ../nbs/35_cli.ipynb #72b3704b
-class MissingColumn(KeyError):
-    "A CSV file lacks a column the command needs."
-    def __str__(self) -> str: return str(self.args[0])
-
 def _existing(path, what: str = 'file') -> Path:
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"no such {what}: {path}")

@@ -117,7 +117,8 @@ def show_frame(df, trunc_at: int | None = 150) -> None:
         df = df.map(cut) if hasattr(df, 'map') else df.applymap(cut)
     if in_notebook():
         from IPython.display import display
-        display(df)
+        import pandas as pd
+        with pd.option_context('display.max_colwidth', None): display(df)  # the texts were cut above, if at all
     else: print(df.to_string())
 
 def peek_batch(dl):

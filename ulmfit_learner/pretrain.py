@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .bundle import check_writable
 from .callbacks import CheckpointCallback, CSVLogger, ProgressCallback
 from .core import set_seed
 from .metrics import Perplexity, accuracy
@@ -29,9 +30,13 @@ from .text.data import TextDataLoaders, get_text_files, read_text_file
 from .ulmfit import LMLearner, language_model_learner
 
 # %% auto #0
-__all__ = ['read_lines', 'read_corpus', 'pretrain']
+__all__ = ['MissingColumn', 'read_lines', 'read_corpus', 'pretrain']
 
 # %% ../nbs/31_pretrain.ipynb #6feabc4e
+class MissingColumn(KeyError):
+    "A CSV file lacks a column the caller needs."
+    def __str__(self) -> str: return str(self.args[0])
+
 _TITLE = re.compile(r'^ ?= ([^=].*[^=]|[^=]) = ?$')  # `= Title =` (WikiText puts a space around it); `= = Section = =` is not one
 _OPENERS = {'.xz': lzma.open, '.gz': gzip.open, '.bz2': bz2.open}
 
@@ -72,7 +77,7 @@ def read_corpus(path, text_col: str = 'text', max_docs: int | None = None) -> It
         if stem_suffix == '.csv':
             with _open_text(path) as f: df = pd.read_csv(f, keep_default_na=False)
             if text_col not in df.columns:
-                raise KeyError(f"column {text_col!r} not found in {path}; it has columns {list(df.columns)}. "
+                raise MissingColumn(f"column {text_col!r} not found in {path}; it has columns {list(df.columns)}. "
                                "Pass the right name (text_col=...)")
             yield from (t for t in df[text_col].tolist() if isinstance(t, str) and t.strip())
             return
@@ -119,12 +124,15 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
     work = Path(work_dir) if work_dir is not None else out.with_name(out.name + '.work')
     set_seed(seed)
     started = time.time()
-    read = lambda c: list(read_corpus(c, text_col, max_docs)) if isinstance(c, (str, Path)) else list(c)[:max_docs]
-    texts = read(corpus)
+    check_writable(out, 'a model folder')  # refused now, not by the export after the training
+    is_path = lambda c: isinstance(c, (str, Path))
+    corpus, valid = [c if c is None or is_path(c) else list(c) for c in (corpus, valid)]  # an iterable: read once
+    read = lambda c, n=None: list(read_corpus(c, text_col, n)) if is_path(c) else c[:n]
+    texts = read(corpus, max_docs)
     if not texts: raise ValueError(f"the corpus {_describe(corpus)} has no text")
     df = pd.DataFrame({'text': texts, 'is_valid': False})
     if valid is not None:
-        valid_texts = list(read_corpus(valid, text_col)) if isinstance(valid, (str, Path)) else list(valid)
+        valid_texts = read(valid)
         if not valid_texts: raise ValueError(f"the validation corpus {_describe(valid)} has no text")
         df = pd.concat([df, pd.DataFrame({'text': valid_texts, 'is_valid': True})], ignore_index=True)
     elif len(df) > 1:  # a random share of the documents, at least one

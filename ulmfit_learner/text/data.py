@@ -527,7 +527,7 @@ class TextDataLoaders(DataLoaders):
 
     def show_batch(self, dl=None, max_n: int = 6, trunc_at: int = 150) -> None:
         "Show the first batch as a table of readable text (an HTML table in Jupyter, plain text elsewhere)."
-        show_frame(self.batch_frame(dl, max_n, trunc_at), trunc_at)
+        show_frame(self.batch_frame(dl, max_n, trunc_at), None)  # batch_frame cut the texts
 
     def __repr__(self) -> str:
         kind = 'language model' if self.is_lm else f'classifier, {len(self.classes)} classes'
