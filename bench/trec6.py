@@ -14,13 +14,14 @@ The recipe (the paper's hyper-parameters; section 4 and 3.2-3.3):
 Ablations (the paper's Tables 6 and 7): `--no-discr` (one lr for every group), `--no-stlr` (a constant lr), `--no-gradual`
 (everything trained from the first epoch). `--bidir` also trains the backward model and averages the two classifiers.
 
-fastai's half (`--fastai-python`, a separate virtualenv, see bench/README.md) runs fastai's own ULMFiT recipe as its
-documentation teaches it on the same split: `language_model_learner(..., pretrained=False)` fine-tuned with
-`fit_one_cycle`, then `text_classifier_learner` with `fit_one_cycle` stages unfreezing -2, -3, all, lrs spread with
-`slice(lr / 2.6**4, lr)`, the same sizes, dropouts, bs, epochs and lrs as ours. fastai has no STLR: one-cycle is
-its nearest schedule.
+fastai's half (`--fastai-python`, a separate virtualenv, see bench/README.md) runs fastai's ULMFiT recipe on the same
+split, shaped like ours: `language_model_learner(..., pretrained=False)` fine-tuned with `fit_one_cycle`, then
+`text_classifier_learner` with one `fit_one_cycle` epoch per stage (the head, then -2, -3, ... down to the first
+LSTM) at half the lr, then `--clas-epochs` with everything unfrozen, lrs spread with `slice(lr / 2.6**(groups-1),
+lr)`; the same sizes, dropouts, bs, epochs and lrs as ours. fastai has no STLR: one-cycle is its nearest schedule.
+`--amp` applies to ours only.
 
-Reported: validation error (final epoch, and the best epoch), test error, wall times per stage; a markdown table.
+Reported: validation error (final epoch, and the best epoch), test error, the wall time of both stages; a markdown table.
 `--seeds 3 4 5` repeats the run on as many validation splits (the seed draws the split and the initial weights; both
 implementations of one seed run back to back) and adds each implementation's mean and standard deviation: with 545
 validation questions one run's error moves by about 1.5 points from split to split.
@@ -50,10 +51,6 @@ def load_split(seed: int, valid_pct: float = 0.1):
     train['is_valid'] = False
     train.loc[valid, 'is_valid'] = True
     return train, test
-
-
-def group_lr(lr, n_groups, discr):
-    return slice(lr / 2.6 ** (n_groups - 1), lr) if discr else lr
 
 
 # ---- ours ----------------------------------------------------------------------------------------------------------
@@ -133,7 +130,7 @@ def _row(r, seed):
              fmt(c.get('seconds')), fmt(r.get('process_wall_s'))]]
     if 'bidir' in r:
         rows.append([r['impl'], 'fwd+bwd', str(seed), fmt(100 * r['bidir']['valid_error']), '-',
-                     fmt(100 * r['bidir']['test_error']), fmt(r['clas_bwd']['seconds']), '-'])
+                     fmt(100 * r['bidir']['test_error']), fmt(c['seconds'] + r['clas_bwd']['seconds']), '-'])
     return rows
 
 
@@ -186,7 +183,7 @@ def main():
         return
     impls = ['ours', 'fastai'] if a.impl == 'both' else [a.impl]
     if 'fastai' in impls and not a.fastai_python: sys.exit('fastai needs --fastai-python (see bench/README.md)')
-    results = {'machine': machine_facts(), 'args': vars(a), 'runs': []}
+    results = {'machine': machine_facts(), 'args': dict(vars(a)), 'runs': []}
     rows = []
     for seed in a.seeds or [a.seed]:  # both implementations of one seed back to back: they see the same machine load
         a.seed = seed
@@ -195,7 +192,7 @@ def main():
             r = run_child(__file__, impl, py, child_args(a), f'trec6-{impl}-', {'impl': impl}) | {'seed': seed}
             results['runs'].append(r)
             print(json.dumps({k: v for k, v in r.items() if not k.startswith(('lm_', 'clas_'))} |
-                             {k: {kk: vv for kk, vv in v.items() if kk != 'history'} for k, v in r.items()
+                             {k: {kk: vv for kk, vv in v.items() if not kk.endswith('history')} for k, v in r.items()
                               if k.startswith(('lm_', 'clas_'))}), flush=True)
             rows += _row(r, seed)
             if a.json_out:  # after every run: a long sweep stopped half way keeps what it measured
