@@ -85,6 +85,15 @@ def check_writable(path, what: str = 'a bundle') -> Path:
         raise FileExistsError(f"{path} exists and is not {what}; choose another folder (an existing one is replaced)")
     return path
 
+def _replace_dir(tmp: Path, dest: Path) -> None:
+    "Rename the finished folder `tmp` to `dest`; an old `dest` is moved aside first, so one of the two always exists whole."
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f'.{dest.name}.old-'))
+        os.replace(dest, old / 'b')
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else: os.replace(tmp, dest)
+
 def write_bundle(path, kind: str, state: Mapping[str, torch.Tensor], meta: dict | None = None,
                  files: Mapping[str, bytes | dict | list] | None = None, max_shard_bytes: int = MAX_SHARD_BYTES) -> Path:
     "Write a bundle folder at `path` atomically: weights (sharded safetensors), `bundle.json`, `files`, `manifest.json`."
@@ -112,12 +121,7 @@ def write_bundle(path, kind: str, state: Mapping[str, torch.Tensor], meta: dict 
         manifest = {'format': 'ulmfit_learner.manifest', 'files': {n: {'sha256': sha256_file(tmp / n),
                                                                       'bytes': (tmp / n).stat().st_size} for n in listed}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding='utf-8')
-        if path.exists():  # replace the old bundle: move it aside first, so one of the two always exists whole
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.old-'))
-            os.replace(path, old / 'b')
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else: os.replace(tmp, path)
+        _replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -21,7 +21,7 @@ import torch
 from .bundle import check_writable, is_bundle, verify_bundle
 from .callback import CallbackError
 from .callbacks import SaveModelCallback
-from .core import set_seed
+from .core import default_device, set_seed
 from .interpret import ClassificationInterpretation
 from .learner import Learner
 from .metrics import Perplexity, accuracy, as_metric
@@ -116,7 +116,7 @@ def _pretrained(name) -> Path | None:
     if name is None: return None
     return pretrained_path(model_folder(name, 'lm') if Path(name).exists() else name)
 
-def _device_name(device) -> str: return device or ('cuda' if torch.cuda.is_available() else 'cpu')
+def _device_name(device) -> str: return str(device or default_device())
 
 def cmd_demo(args) -> int:
     "The demo, with its final validation and test accuracy."

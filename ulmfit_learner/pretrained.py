@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .bundle import MANIFEST, META, is_bundle, sha256_file, verify_bundle
+from .bundle import MANIFEST, META, _replace_dir, is_bundle, sha256_file, verify_bundle
 from .core import in_notebook
 from .models.awdlstm import AWDLSTM, make_config
 from .text.data import TextBlock, TextDataLoaders
@@ -157,15 +157,6 @@ def _listed_files(manifest_file: Path, url: str) -> dict:
             raise ValueError(f"the manifest at {url} has no sha256 and size for {name!r}")
     return files
 
-def _install(tmp: Path, dest: Path) -> None:
-    "Rename the finished download `tmp` to `dest`, replacing an old copy so that one of the two always exists whole."
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f'.old-{dest.name}-'))
-        os.replace(dest, old / 'b')
-        os.replace(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else: os.replace(tmp, dest)
-
 def download_bundle(url: str, sha256: str | None = None, progress: bool = True, timeout: float = 60.) -> Path:
     "Download the bundle published at the folder `url` into the cache, every file checked (`sha256`: pin its manifest)."
     if urllib.parse.urlsplit(url).scheme not in ('http', 'https'):
@@ -196,7 +187,7 @@ def download_bundle(url: str, sha256: str | None = None, progress: bool = True, 
                                  f"{entry['sha256']}, got {digest} (the file on the server was changed or damaged); "
                                  "nothing was kept")
             bar.file_done(name, entry['bytes'])
-        _install(tmp, dest)
+        _replace_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -12,9 +12,8 @@ from importlib.resources import files
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from .core import set_seed
+from .core import default_device, set_seed
 from .learner import Learner
 from .metrics import Perplexity, accuracy
 from .models.awdlstm import AWDLSTM
@@ -126,7 +125,7 @@ def demo(lm_epochs: int = 4, clas_epochs: int = 6, n_docs: int | None = None, bs
     if n_docs is not None: df = df.sample(n=min(n_docs, len(df)), random_state=seed).reset_index(drop=True)
     with tempfile.TemporaryDirectory() as tmp:
         print(f'ulmfit_learner demo: TREC-6, {len(df)} questions (10% held out for validation), '
-              f'device {device or ("cuda" if torch.cuda.is_available() else "cpu")}')
+              f'device {device or default_device()}')
         pretrained = None
         if pretrain_epochs:
             print('\nStage 1: pretrain a language model on 80 Wikipedia articles (219k words; the paper used WikiText-103, '
