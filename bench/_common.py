@@ -75,6 +75,35 @@ def md_table(headers, rows, n_text=2):
     return '\n'.join([line(headers), sep, *map(line, rows)])
 
 
+# The AWD-LSTM sizes the ULMFiT benchmarks offer: the paper's, the demo's, and one only to check that a script runs.
+SIZES = {'paper': dict(emb_sz=400, n_hid=1152, n_layers=3), 'small': dict(emb_sz=100, n_hid=384, n_layers=2),
+         'tiny': dict(emb_sz=16, n_hid=32, n_layers=1)}
+
+
+def add_recipe_args(p, clas_epochs, drop_mults, seed_help='the seed of the data split and of training'):
+    """The ULMFiT benchmarks' shared options (what `ours_by_direction` reads), added to the `argparse` parser `p`; the
+    defaults are the paper's except `clas_epochs` and `drop_mults` (LM, classifier), which differ per dataset."""
+    p.add_argument('--size', default='paper', choices=list(SIZES))
+    p.add_argument('--lm-epochs', type=int, default=10)
+    p.add_argument('--clas-epochs', type=int, default=clas_epochs,
+                   help='epochs with every group unfrozen, after gradual unfreezing')
+    p.add_argument('--bs', type=int, default=64)
+    p.add_argument('--lm-lr', type=float, default=4e-3)
+    p.add_argument('--clas-lr', type=float, default=1e-2)
+    p.add_argument('--lm-drop-mult', type=float, default=drop_mults[0])
+    p.add_argument('--clas-drop-mult', type=float, default=drop_mults[1])
+    p.add_argument('--no-discr', dest='discr', action='store_false', help='one lr for every layer group')
+    p.add_argument('--no-stlr', dest='stlr', action='store_false', help='a constant lr instead of STLR')
+    p.add_argument('--no-gradual', dest='gradual', action='store_false', help='every group trained from the first epoch')
+    p.add_argument('--bidir', action='store_true', help='also the backward model; report the averaged classifiers')
+    p.add_argument('--pretrained', default=None, help='a pretrained forward LM bundle (else no general-domain pretraining)')
+    p.add_argument('--pretrained-bwd', default=None, help='a pretrained backward LM bundle, for --bidir')
+    p.add_argument('--seed', type=int, default=42, help=seed_help)
+    p.add_argument('--device', default=None)
+    p.add_argument('--amp', default=None, choices=['bf16', 'fp16'])
+    p.add_argument('--json-out', default=None)
+
+
 def ours_by_direction(a, train, test, work, sizes, **stage_kwargs):
     """ULMFiT's stages 2 and 3 with the library's recipe (`ulmfit_learner.recipe.ulmfit_stages`, the code of `ulmfit
     train`) for the forward model, and for the backward one too with `a.bidir`: {direction: errors, times, histories},

@@ -13,14 +13,12 @@ general-domain stage). The recipe is the library's (`ulmfit_learner.recipe.ulmfi
     # a CPU: 1,000 reviews of each split, the demo's small model, minutes
     python bench/imdb.py --subset 1000 --size small --lm-epochs 1 --clas-epochs 2 --bs 32
 """
-import argparse, json, os, sys, time
+import argparse, json, os, shutil, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import fmt, machine_facts, md_table, ours_by_direction  # noqa: E402
+from _common import SIZES, add_recipe_args, fmt, machine_facts, md_table, ours_by_direction  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data', 'imdb')
-SIZES = {'paper': dict(emb_sz=400, n_hid=1152, n_layers=3), 'small': dict(emb_sz=100, n_hid=384, n_layers=2),
-         'tiny': dict(emb_sz=16, n_hid=32, n_layers=1)}  # tiny: to check that the script runs
 
 
 def load(subset, seed):
@@ -38,35 +36,20 @@ def load(subset, seed):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--subset', type=int, default=None, help='reviews per split (both classes equally); default: all')
-    p.add_argument('--size', default='paper', choices=list(SIZES))
-    p.add_argument('--lm-epochs', type=int, default=10)
-    p.add_argument('--clas-epochs', type=int, default=6)
-    p.add_argument('--lm-lr', type=float, default=4e-3)
-    p.add_argument('--clas-lr', type=float, default=1e-2)
-    p.add_argument('--bs', type=int, default=64)
+    add_recipe_args(p, clas_epochs=6, drop_mults=(0.3, 0.5))
     p.add_argument('--valid-pct', type=float, default=0.1)
-    p.add_argument('--lm-drop-mult', type=float, default=0.3)
-    p.add_argument('--clas-drop-mult', type=float, default=0.5)
-    p.add_argument('--no-discr', dest='discr', action='store_false')
-    p.add_argument('--no-stlr', dest='stlr', action='store_false')
-    p.add_argument('--no-gradual', dest='gradual', action='store_false')
-    p.add_argument('--bidir', action='store_true')
-    p.add_argument('--pretrained', default=None)
-    p.add_argument('--pretrained-bwd', default=None)
-    p.add_argument('--device', default=None)
-    p.add_argument('--amp', default=None, choices=['bf16', 'fp16'])
-    p.add_argument('--seed', type=int, default=42)
-    p.add_argument('--work', default=None, help='folder for encoders and checkpoints (default: a temporary one)')
-    p.add_argument('--json-out', default=None)
+    p.add_argument('--work', default=None, help='folder for encoders and checkpoints (default: a temporary one, removed)')
     a = p.parse_args()
 
-    import tempfile
     import torch
     train, test, unsup = load(a.subset, a.seed)
     work = a.work or tempfile.mkdtemp(prefix='imdb-')
-    results = {'machine': machine_facts(), 'args': vars(a), 'n': dict(train=len(train), test=len(test), unsup=len(unsup))}
-    results.update(ours_by_direction(a, train, test, work, SIZES[a.size], extra_texts=list(unsup.text),
-                                      valid_pct=a.valid_pct, what='reviews'))
+    results = {'machine': machine_facts(), 'args': dict(vars(a)), 'n': dict(train=len(train), test=len(test), unsup=len(unsup))}
+    try:
+        results.update(ours_by_direction(a, train, test, work, SIZES[a.size], extra_texts=list(unsup.text),
+                                          valid_pct=a.valid_pct, what='reviews'))
+    finally:
+        if not a.work: shutil.rmtree(work, ignore_errors=True)
     rows = [[d, fmt(100 * r['valid_error']), fmt(100 * r['test_error']), fmt(r.get('seconds'))]
             for d, r in results.items() if d in ('fwd', 'bwd', 'bidir')]
     device = torch.cuda.get_device_name() if torch.cuda.is_available() and (a.device or 'cuda').startswith('cuda') else 'CPU'

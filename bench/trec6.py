@@ -35,11 +35,9 @@ validation questions one run's error moves by about 1.5 points from split to spl
 import argparse, json, os, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import fmt, machine_facts, md_table, ours_by_direction, run_child  # noqa: E402
+from _common import SIZES, add_recipe_args, fmt, machine_facts, md_table, ours_by_direction, run_child  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data', 'trec')
-SIZES = {'paper': dict(emb_sz=400, n_hid=1152, n_layers=3), 'small': dict(emb_sz=100, n_hid=384, n_layers=2),
-         'tiny': dict(emb_sz=16, n_hid=32, n_layers=1)}  # tiny: to check that the script runs
 
 
 def load_split(seed: int, valid_pct: float = 0.1):
@@ -154,26 +152,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--impl', default='both', choices=['ours', 'fastai', 'both'])
     p.add_argument('--fastai-python', default=None, help="the fastai virtualenv's python (needed for fastai's half)")
-    p.add_argument('--size', default='paper', choices=list(SIZES))
-    p.add_argument('--lm-epochs', type=int, default=10)
-    p.add_argument('--clas-epochs', type=int, default=8, help='epochs with every group unfrozen, after gradual unfreezing')
-    p.add_argument('--bs', type=int, default=64)
-    p.add_argument('--lm-lr', type=float, default=4e-3)
-    p.add_argument('--clas-lr', type=float, default=1e-2)
-    p.add_argument('--lm-drop-mult', type=float, default=1.0)
-    p.add_argument('--clas-drop-mult', type=float, default=1.0)
-    p.add_argument('--no-discr', dest='discr', action='store_false')
-    p.add_argument('--no-stlr', dest='stlr', action='store_false')
-    p.add_argument('--no-gradual', dest='gradual', action='store_false')
-    p.add_argument('--bidir', action='store_true', help='also the backward model; report the averaged classifiers')
-    p.add_argument('--pretrained', default=None, help='a pretrained forward LM bundle (else no general-domain pretraining)')
-    p.add_argument('--pretrained-bwd', default=None)
-    p.add_argument('--seed', type=int, default=42, help='the seed of the validation split and of training')
+    add_recipe_args(p, clas_epochs=8, drop_mults=(1.0, 1.0),
+                    seed_help='the seed of the validation split and of training')
     p.add_argument('--seeds', type=int, nargs='+', default=None,
                    help='several seeds (each its own validation split): a run per seed and implementation, and the mean')
-    p.add_argument('--device', default=None)
-    p.add_argument('--amp', default=None, choices=[None, 'bf16', 'fp16'])
-    p.add_argument('--json-out', default=None)
     p.add_argument('--result', default=None, help=argparse.SUPPRESS)  # child mode
     a = p.parse_args()
     if a.result:  # a child: one implementation, in a fresh process and an empty folder
