@@ -404,7 +404,8 @@ def test_checkpoints_that_do_not_fit_are_refused(fastai_itos, tmp_path):
             r"lacks \['0.rnns.1.module.bias_hh_l0'\]")
     refusal(tmp_path, {**good, '2.head.weight': torch.zeros(2)}, fastai_itos, r"does not: \['2.head.weight'\]")
     refusal(tmp_path, {**good, '1.decoder.weight': torch.zeros(40, 8)}, fastai_itos, '1.decoder.weight differs')
-    refusal(tmp_path, good, fastai_itos, 'n_hid: 32 asked, 16 in the checkpoint', config=dict(n_hid=32))
+    refusal(tmp_path, good, fastai_itos, r'other sizes than \S*bad.pth has \(n_hid: 16 in the pretrained model, 32 here\)',
+            config=dict(n_hid=32))
     wide = {**good, '0.rnns.2.module.weight_ih_l0': torch.zeros(32, 12)}
     refusal(tmp_path, wide, fastai_itos, r'0.rnns.2.module.weight_ih_l0 in .* has shape \(32, 12\).*needs \(32, 16\)')
     refusal(tmp_path, {'weight': torch.zeros(2)}, fastai_itos, "not fastai's AWD_LSTM language model")

@@ -303,7 +303,7 @@ def _from_fastai(state: dict, where) -> tuple[dict, dict, dict]:
 
 def import_fastai_weights(pth_path, itos_path, out, config: dict | None = None, backwards: bool = False) -> Path:
     "Convert fastai's pretrained AWD_LSTM language model (a `.pth` state dict and its `itos` list) to a bundle at `out`."
-    from ulmfit_learner.ulmfit import EMB_KEY, language_model_learner  # imported here: ulmfit imports this module
+    from ulmfit_learner.ulmfit import EMB_KEY, _pretrained_config, language_model_learner  # ulmfit imports this module
     ours, sizes, src = _from_fastai(_fastai_state(pth_path), pth_path)
     itos, n_rows = read_itos(itos_path), ours[EMB_KEY].shape[0]
     if len(itos) != n_rows:
@@ -314,12 +314,10 @@ def import_fastai_weights(pth_path, itos_path, out, config: dict | None = None, 
     if vocab.stoi.get(PAD) != 1:
         raise ValueError(f"{itos_path} has {PAD!r} at id {vocab.stoi.get(PAD)}; our AWD-LSTM keeps padding at id 1 "
                          "(as fastai's vocabularies do)")
-    config = dict(config or {})
-    wrong = [f"{k}: {config[k]} asked, {v} in the checkpoint" for k, v in sizes.items() if k in config and config[k] != v]
-    if wrong: raise ValueError(f"config asks for other sizes than {pth_path} has ({'; '.join(wrong)}); leave them out")
+    config = _pretrained_config(sizes, config, str(pth_path))
     block = TextBlock(None, vocab=vocab, is_lm=True, backwards=backwards)  # the default tokenizer: fastai's
     learn = language_model_learner(TextDataLoaders.for_inference(vocab, block, device='cpu'), AWDLSTM,
-                                   config={**config, **sizes}, device='cpu')
+                                   config=config, device='cpu')
     expected = learn.model.state_dict()
     for k, t in ours.items():
         if t.shape != expected[k].shape:

@@ -198,7 +198,7 @@ def language_model_learner(dls, arch=AWDLSTM, config: dict | None = None, drop_m
     bundle = None
     if pretrained is not None and pretrained is not False:
         bundle = _pretrained_bundle(pretrained, backwards=dls.text_block.backwards)
-        config = _pretrained_config(bundle, config)
+        config = _pretrained_config(bundle.meta['learner']['config'], config, f'the pretrained model in {bundle.path}')
     model = get_language_model(arch, len(dls.vocab), config=config, drop_mult=drop_mult)
     spec = {'arch': arch.__name__, 'config': asdict(model.encoder.config)}
     cbs = [ModelResetter(), RNNRegularizer(alpha, beta), *kwargs.pop('cbs', [])]
@@ -256,13 +256,13 @@ def _pretrained_bundle(pretrained, backwards: bool) -> Bundle:
                          f"backwards={not backwards}")
     return bundle
 
-def _pretrained_config(bundle: Bundle, config: dict | None) -> dict:
-    "The sizes of the pretrained model with the caller's `config` on top (which may change dropouts, not sizes)."
-    saved = bundle.meta['learner']['config']
+def _pretrained_config(saved: dict, config: dict | None, where: str) -> dict:
+    """A pretrained model's sizes (from its `saved` config) with the caller's `config` on top, which may change
+    dropouts, not sizes; `where` names the model in the error."""
     ours = {**model_sizes(saved), **(config or {})}
     wrong = _size_difference(saved, asdict(make_config(ours)), 'the pretrained model')
     if wrong:
-        raise ValueError(f"config asks for other sizes than the pretrained model in {bundle.path} has ({wrong}); "
+        raise ValueError(f"config asks for other sizes than {where} has ({wrong}); "
                          "leave the sizes out of config: they come from the pretrained model")
     return ours
 
