@@ -283,6 +283,8 @@ BAD = {  # name: (argv with {data}, {run} and {tmp} to fill in, the start of the
     'missing checkpoint': (['export', '{run}', '--checkpoint', 'nope', '--to', '{tmp}/x'], 'no saved learner at '),
     'backward loaders, forward model': (['finetune-lm', '{data}/train.csv', '--pretrained', '{run}', '--backwards',
                                          '--out', '{tmp}/lm'], 'reads text forward'),
+    'float16 on a CPU': (['train', '{data}/train.csv', '--out', '{tmp}/r', '--precision', 'fp16', '--device', 'cpu'],
+                         "float16 mixed precision (--precision='fp16') needs a CUDA device"),
     'output folder taken': (['pretrain', '{data}/corpus.txt', '--out', '{data}/train.csv'], 'exists and is not a model folder'),
 }
 

@@ -12,6 +12,8 @@ from ulmfit_learner import AWD_LSTM, Callback, CallbackError, TextDataLoaders, l
 from ulmfit_learner.pretrain import pretrain, read_corpus
 from ulmfit_learner.ulmfit import language_model_learner
 
+from conftest import requires_cuda
+
 DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
 TINY = dict(emb_sz=16, n_hid=32, n_layers=2)
 ARGS = dict(config=TINY, epochs=2, lr=1e-2, bs=8, seq_len=16, progress=False, device='cpu')
@@ -100,6 +102,44 @@ def test_pretrain_resumes_exactly_after_a_crash(corpus, tmp_path):
     full = pretrain(corpus, tmp_path / 'b', **args)
     for k, v in full.model.state_dict().items(): assert torch.equal(v, resumed.model.state_dict()[k]), k
     assert resumed.recorder.values[1][1] == full.recorder.values[1][1], 'the resumed epoch has the same train loss'
+
+
+@pytest.mark.parametrize('device,precision', [
+    ('cpu', 'bf16'),
+    pytest.param('cuda', 'bf16', marks=[pytest.mark.cuda, requires_cuda]),
+    pytest.param('cuda', 'fp16', marks=[pytest.mark.cuda, requires_cuda]),
+    pytest.param('cuda', 'auto', marks=[pytest.mark.cuda, requires_cuda])])
+def test_mixed_precision_pretraining_resumes_exactly(corpus, tmp_path, device, precision):
+    """Pretraining in mixed precision: fp16's gradient scaler is checkpointed and restored with the rest, the resumed run
+    ends where an uninterrupted one does (to rounding on CUDA, whose embedding backward adds atomically), and the
+    bundle's weights are float32."""
+    class PowerCut(Callback):
+        def after_batch(self, learn):
+            if learn.training and learn.epoch == 1 and learn.iter == 5: raise RuntimeError('power cut')
+    args = dict(ARGS, checkpoint_minutes=0, mixed_precision=precision, device=device)
+    with pytest.raises(CallbackError, match='power cut'): pretrain(corpus, tmp_path / 'a', cbs=[PowerCut()], **args)
+    resumed = pretrain(corpus, tmp_path / 'a', **args)
+    full = pretrain(corpus, tmp_path / 'b', **args)
+    chosen = json.loads((tmp_path / 'a' / 'training.json').read_text())['mixed_precision']
+    assert chosen == (precision if precision != 'auto' else 'bf16' if torch.cuda.is_bf16_supported() else 'fp16')
+    assert full.mixed_precision == {'bf16': torch.bfloat16, 'fp16': torch.float16}[chosen]
+    if chosen == 'fp16': assert resumed.scaler.state_dict() == full.scaler.state_dict()
+    else: assert full.scaler is None
+    exact = device == 'cpu'
+    for k, v in full.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[k], v, **({} if not exact else dict(rtol=0, atol=0)), msg=k)
+    if exact: assert resumed.recorder.values[1][1:3] == full.recorder.values[1][1:3], "the resumed epoch's losses"
+    assert {t.dtype for t in read_bundle(tmp_path / 'a').state.values()} == {torch.float32}
+
+
+def test_float16_on_a_cpu_is_refused_before_any_work(corpus, tmp_path):
+    with pytest.raises(ValueError, match=r"float16 mixed precision \(mixed_precision='fp16'\) needs a CUDA device.*mixed_precision='bf16'"):
+        pretrain(corpus, tmp_path / 'lm', **dict(ARGS, mixed_precision='fp16'))
+    assert not (tmp_path / 'lm.work').exists(), 'refused before tokenizing'
+    from ulmfit_learner.recipe import lm_learner
+    with pytest.raises(ValueError, match=r"\(amp='fp16'\) needs a CUDA device"):
+        lm_learner(['a question', 'another one'] * 8, tmp_path / 'r', config=TINY, amp='fp16', device='cpu', min_freq=1,
+                   bs=2, seq_len=4)
 
 
 def test_pretrain_refuses_to_resume_another_run(corpus, tmp_path):

@@ -26,7 +26,7 @@ from .interpret import ClassificationInterpretation
 from .learner import Learner
 from .metrics import Perplexity, accuracy, as_metric
 from .pretrained import pretrained_path
-from .pretrain import MissingColumn, _describe, pretrain, read_corpus, read_lines
+from .pretrain import MissingColumn, _describe, _resolve_precision, pretrain, read_corpus, read_lines
 from .recipe import DEMO_CONFIG, demo, fine_tune_lm, lm_learner, trec6, ulmfit_stages
 from .ulmfit import LMLearner, TextLearner, load_learner
 
@@ -138,7 +138,8 @@ def cmd_pretrain(args) -> int:
                   source=_describe(args.corpus, args.max_docs), valid_source=args.valid and _describe(args.valid),
                   epochs=args.epochs, lr=args.lr, schedule=args.schedule, bs=args.bs, seq_len=args.seq_len,
                   min_freq=args.min_freq, max_vocab=args.max_vocab, backwards=args.backwards, work_dir=args.work_dir,
-                  checkpoint_minutes=args.checkpoint_minutes, resume=args.resume, device=args.device, seed=args.seed)
+                  checkpoint_minutes=args.checkpoint_minutes, resume=args.resume, device=args.device, seed=args.seed,
+                  mixed_precision=_precision(args))
     print(f"\nvalidation perplexity: {_final(lm, 'perplexity'):.2f}\nlanguage model written to {out} "
           f"(use it as ulmfit train/finetune-lm --pretrained {out}); checkpoints and the token cache are in "
           f"{lm.path} (delete it once you are done)")
@@ -154,7 +155,8 @@ def cmd_finetune_lm(args) -> int:
           f"{f'from {pretrained}' if pretrained else 'from random weights'}, device {_device_name(args.device)}")
     with tempfile.TemporaryDirectory() as tmp:
         lm = lm_learner(texts, tmp, pretrained, _config(args), drop_mult=args.drop_mult, bs=args.bs, seq_len=args.seq_len,
-                        valid_pct=args.valid_pct, seed=args.seed, device=args.device, backwards=args.backwards)
+                        valid_pct=args.valid_pct, seed=args.seed, device=args.device, backwards=args.backwards,
+                        amp=_precision(args))
         fine_tune_lm(lm, args.epochs, args.lr, pretrained=pretrained is not None)
     lm.export(out)
     print(f"\nvalidation perplexity: {_final(lm, 'perplexity'):.2f}\nlanguage model written to {out}")
@@ -178,7 +180,7 @@ def cmd_train(args) -> int:
     lm, learn = ulmfit_stages(df, run, args.text_col, args.label_col, extra, pretrained, _config(args), args.lm_epochs,
                               args.clas_epochs, args.lm_lr, args.clas_lr, args.bs, args.seq_len, args.valid_pct,
                               args.seed, args.device, args.backwards, what=what, cbs=[best], discr=args.discr,
-                              stlr=args.stlr, gradual=args.gradual)
+                              stlr=args.stlr, gradual=args.gradual, amp=_precision(args))
     learn.export(run / 'classifier')
     lm.export(run / 'lm')
     print(f"\nfinal validation accuracy: {_final(learn, 'accuracy'):.4f}")
@@ -326,6 +328,17 @@ def _add_common(p, text_col: bool = True) -> None:
     p.add_argument('--device', type=_device, default=None, metavar='DEVICE',
                    help="'cpu', 'cuda', 'cuda:1'... (default: CUDA when available)")
 
+def _add_precision(p) -> None:
+    p.add_argument('--precision', default='auto', choices=['auto', 'bf16', 'fp16', 'fp32'],
+                   help='training precision: auto is bfloat16 autocast on CUDA (float16 where the GPU lacks bfloat16) '
+                        'and float32 on a CPU; fp16 needs CUDA (default: %(default)s)')
+
+def _precision(args) -> str | None:
+    "The --precision as the library names it (float32: None); refused here if the device cannot train in it."
+    precision = None if args.precision == 'fp32' else args.precision
+    _resolve_precision(precision, args.device, '--precision')
+    return precision
+
 def _add_data(p, seq_len: int, bs: int = 32) -> None:
     p.add_argument('--bs', type=_positive, default=bs, help='batch size (default: %(default)s)')
     p.add_argument('--seq-len', type=_positive, default=seq_len,
@@ -396,6 +409,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_fit(p, epochs=1, lr=4e-3, drop_mult=1.)
     _add_sizes(p)
     _add_common(p)
+    _add_precision(p)
 
     p = add('finetune-lm', cmd_finetune_lm, "stage 2: fine-tune a language model on the task's texts",
             "Fine-tune a language model on DATA (a CSV file's --text-col, a text file or a folder of .txt files)\n"
@@ -410,6 +424,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_fit(p, epochs=4, lr=1e-2, drop_mult=0.3)
     _add_sizes(p)
     _add_common(p)
+    _add_precision(p)
 
     p = add('train', cmd_train, 'stages 2 and 3: LM fine-tuning, then a classifier, from a CSV file',
             "Fine-tune a language model on the texts of DATA (and --unlabelled ones), then train a classifier on\n"
@@ -437,6 +452,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_data(p, seq_len=72)
     _add_sizes(p)
     _add_common(p)
+    _add_precision(p)
 
     p = add('predict', cmd_predict, 'labels and probabilities for texts (or continued texts, for a language model)',
             "Predict with MODEL (a model folder, or a run folder: its classifier) from TEXT arguments, the lines of\n"

@@ -23,7 +23,7 @@ import torch
 
 from .bundle import check_writable
 from .callbacks import CheckpointCallback, CSVLogger, ProgressCallback
-from .core import set_seed
+from .core import default_device, set_seed
 from .metrics import Perplexity, accuracy
 from .models.awdlstm import AWDLSTM
 from .text.data import TextDataLoaders, get_text_files, read_text_file
@@ -92,13 +92,25 @@ def read_corpus(path, text_col: str = 'text', max_docs: int | None = None) -> It
         yield d
 
 # %% ../nbs/31_pretrain.ipynb #dd0c05ba
-def _precision(mixed_precision, device: torch.device):
+def _resolve_precision(mixed_precision, device, name: str = 'mixed_precision') -> str | None:
+    """'bf16', 'fp16' or None (float32) for training on `device` with `mixed_precision` ('auto': on CUDA bfloat16 where
+    the GPU has it, else float16; float32 elsewhere); what cannot work is refused with the fix (`name`: the argument)."""
+    device = torch.device(device) if device is not None else default_device()
     if mixed_precision == 'auto':
         if device.type != 'cuda': return None
         return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
     if mixed_precision not in (None, 'bf16', 'fp16'):
-        raise ValueError(f"mixed_precision must be 'auto', 'bf16', 'fp16' or None, got {mixed_precision!r}")
+        raise ValueError(f"{name} must be 'auto', 'bf16', 'fp16' or None, got {mixed_precision!r}")
+    if mixed_precision == 'fp16' and device.type != 'cuda':
+        raise ValueError(f"float16 mixed precision ({name}='fp16') needs a CUDA device: PyTorch's LSTM has no float16 "
+                         f"kernel on {device.type}; there, train in bfloat16 ({name}='bf16') or in float32")
     return mixed_precision
+
+def _set_precision(learn, mixed_precision, name: str = 'mixed_precision') -> str | None:
+    "Set `learn` to train in `mixed_precision` (as `_resolve_precision` reads it) on its device; return the precision."
+    precision = _resolve_precision(mixed_precision, learn.device, name)
+    {'bf16': learn.to_bf16, 'fp16': learn.to_fp16, None: learn.to_fp32}[precision]()
+    return precision
 
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
@@ -125,6 +137,7 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
     set_seed(seed)
     started = time.time()
     check_writable(out, 'a model folder')  # refused now, not by the export after the training
+    _resolve_precision(mixed_precision, device)  # and so is a precision the device cannot train in
     is_path = lambda c: isinstance(c, (str, Path))
     corpus, valid = [c if c is None or is_path(c) else list(c) for c in (corpus, valid)]  # an iterable: read once
     read = lambda c, n=None: list(read_corpus(c, text_col, n)) if is_path(c) else c[:n]
@@ -148,9 +161,7 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
     learn = language_model_learner(dls, AWDLSTM, config=config, drop_mult=drop_mult, metrics=[accuracy, Perplexity()],
                                    path=work, device=device)
     if not progress: learn.remove_cb(ProgressCallback)
-    precision = _precision(mixed_precision, learn.device)
-    if precision == 'bf16': learn.to_bf16()
-    elif precision == 'fp16': learn.to_fp16()
+    precision = _set_precision(learn, mixed_precision)
     checkpoint = learn._file('pretrain')
     resume_from = 'pretrain' if resume and checkpoint.exists() else None
     if resume_from: print(f'pretrain: resuming from {checkpoint}')

@@ -17,7 +17,7 @@ from .core import default_device, set_seed
 from .learner import Learner
 from .metrics import Perplexity, accuracy
 from .models.awdlstm import AWDLSTM
-from .pretrain import pretrain
+from .pretrain import _set_precision, pretrain
 from .text.data import TextDataLoaders
 from .ulmfit import (GradualUnfreezing, LMLearner, TextLearner, language_model_learner, model_sizes,
                                    pretrained_tokenizer, text_classifier_learner)
@@ -37,9 +37,9 @@ def trec6(split: str = 'train') -> pd.DataFrame:
 DEMO_CONFIG = dict(emb_sz=100, n_hid=384, n_layers=2)  # a small AWD-LSTM: the demo runs in seconds on a CPU
 
 def _with_precision(learn: Learner, amp: str | None) -> Learner:
-    "`learn` set to train in `amp` ('bf16' or 'fp16' autocast, for CUDA) or full precision (None)."
-    if amp not in (None, 'bf16', 'fp16'): raise ValueError(f"amp must be 'bf16', 'fp16' or None, got {amp!r}")
-    return learn.to_bf16() if amp == 'bf16' else learn.to_fp16() if amp == 'fp16' else learn
+    "`learn` set to train in `amp` ('bf16' or 'fp16' autocast, 'fp16' for CUDA only) or full precision (None)."
+    _set_precision(learn, amp, 'amp')
+    return learn
 
 def _lrs(lr: float, n_groups: int, discr: bool):
     "`lr` spread over the layer groups, 2.6 times smaller per group down the network (`discr`), or the same everywhere."
