@@ -137,9 +137,13 @@ def test_float16_on_a_cpu_is_refused_before_any_work(corpus, tmp_path):
         pretrain(corpus, tmp_path / 'lm', **dict(ARGS, mixed_precision='fp16'))
     assert not (tmp_path / 'lm.work').exists(), 'refused before tokenizing'
     from ulmfit_learner.recipe import lm_learner
+    texts = ['a question', 'another one'] * 8
     with pytest.raises(ValueError, match=r"\(amp='fp16'\) needs a CUDA device"):
-        lm_learner(['a question', 'another one'] * 8, tmp_path / 'r', config=TINY, amp='fp16', device='cpu', min_freq=1,
-                   bs=2, seq_len=4)
+        lm_learner(texts, tmp_path / 'r', config=TINY, amp='fp16', device='cpu', min_freq=1, bs=2, seq_len=4)
+    learn = lm_learner(texts, tmp_path / 'r', config=TINY, device='cpu', min_freq=1, bs=2, seq_len=4)
+    with pytest.raises(ValueError, match=r"\(learn.to_fp16\(\)\) needs a CUDA device.*use learn.to_bf16\(\)"):
+        learn.to_fp16()
+    assert learn.mixed_precision is None
 
 
 def test_pretrain_refuses_to_resume_another_run(corpus, tmp_path):

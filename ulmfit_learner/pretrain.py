@@ -27,7 +27,7 @@ from .core import default_device, set_seed
 from .metrics import Perplexity, accuracy
 from .models.awdlstm import AWDLSTM
 from .text.data import TextDataLoaders, get_text_files, read_text_file
-from .ulmfit import LMLearner, language_model_learner
+from .ulmfit import LMLearner, _check_fp16, language_model_learner
 
 # %% auto #0
 __all__ = ['MissingColumn', 'read_lines', 'read_corpus', 'pretrain']
@@ -101,9 +101,7 @@ def _resolve_precision(mixed_precision, device, name: str = 'mixed_precision') -
         return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
     if mixed_precision not in (None, 'bf16', 'fp16'):
         raise ValueError(f"{name} must be 'auto', 'bf16', 'fp16' or None, got {mixed_precision!r}")
-    if mixed_precision == 'fp16' and device.type != 'cuda':
-        raise ValueError(f"float16 mixed precision ({name}='fp16') needs a CUDA device: PyTorch's LSTM has no float16 "
-                         f"kernel on {device.type}; there, train in bfloat16 ({name}='bf16') or in float32")
+    if mixed_precision == 'fp16': _check_fp16(device, f"{name}='fp16'", f"train in bfloat16 ({name}='bf16') or in float32")
     return mixed_precision
 
 def _set_precision(learn, mixed_precision, name: str = 'mixed_precision') -> str | None:

@@ -63,12 +63,24 @@ def _size_difference(saved: dict, ours: dict, where: str) -> str | None:
     wrong = [f"{k}: {saved.get(k)} in {where}, {ours[k]} here" for k in _SHAPE_KEYS if saved.get(k) != ours[k]]
     return '; '.join(wrong) or None
 
+def _check_fp16(device, asked: str, instead: str) -> None:
+    "float16 autocast trains an AWD-LSTM on CUDA only; elsewhere `asked` is refused, with `instead` as the fix."
+    device = torch.device(device)
+    if device.type != 'cuda':
+        raise ValueError(f"float16 mixed precision ({asked}) needs a CUDA device: PyTorch's LSTM has no float16 kernel "
+                         f"on most CPUs; on {device.type}, {instead}")
+
 class TextLearner(Learner):
     "A `Learner` for AWD-LSTM models: encoders saved with their vocab and config, prediction, export."
     def __init__(self, *args, model_spec: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.model_spec = model_spec  # how the model was built (what `export` writes and `load_learner` rebuilds from)
         self._predict_lock = threading.RLock()  # predictions use the model's state: one at a time
+
+    def to_fp16(self) -> 'TextLearner':
+        "Train with float16 autocast and a gradient scaler: on CUDA (on a CPU, `to_bf16` is the mixed precision)."
+        _check_fp16(self.device, 'learn.to_fp16()', 'use learn.to_bf16() or stay in float32')
+        return super().to_fp16()
 
     def save_encoder(self, name: str) -> Path:
         "Write the encoder's weights with the vocabulary and config to `path/model_dir/name.pth`."
