@@ -187,6 +187,17 @@ def test_altered_json_is_caught_too(exported):
     with pytest.raises(ValueError, match='labels.json does not match the manifest'): load_learner(exported)
 
 
+def test_a_manifest_listing_paths_outside_the_folder_is_refused(exported, tmp_path):
+    "A local bundle's manifest is checked as a downloaded one is: no file outside the folder is ever read or hashed."
+    (tmp_path / 'secret.txt').write_text('not the bundle\'s')
+    manifest = json.loads((exported / 'manifest.json').read_text())
+    for name, entry in [('../secret.txt', {'sha256': '0' * 64, 'bytes': 15}), ('labels.json', {'bytes': 3})]:
+        bad = dict(manifest, files={**manifest['files'], name: entry})
+        (exported / 'manifest.json').write_text(json.dumps(bad))
+        match = 'not a plain file name' if name.startswith('..') else "no sha256 and size for 'labels.json'"
+        with pytest.raises(ValueError, match=match): load_learner(exported)
+
+
 def test_newer_format_is_refused(exported):
     meta = json.loads((exported / 'bundle.json').read_text())
     meta['version'] = 99

@@ -156,6 +156,19 @@ def _read_json(path: Path, what: str):
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path} is not valid UTF-8 JSON ({e}); the {what} is damaged: export the model again") from e
 
+def _manifest_files(manifest, where: str) -> dict:
+    """The {file name: {'sha256', 'bytes'}} of a parsed manifest (`where`: where it was read from), checked: a file list
+    naming the bundle description, plain file names only (never a path out of the folder), a checksum and a size each."""
+    files = manifest.get('files') if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or META not in files:
+        raise ValueError(f"{where} is not a bundle manifest (no file list naming {META})")
+    for name, entry in files.items():
+        if name in (MANIFEST, '.', '..') or name.startswith('.') or Path(name).name != name or '\\' in name:
+            raise ValueError(f"the manifest {where} lists {name!r}, which is not a plain file name; refused")
+        if not (isinstance(entry, dict) and isinstance(entry.get('sha256'), str) and type(entry.get('bytes')) is int):
+            raise ValueError(f"the manifest {where} has no sha256 and size for {name!r}")
+    return files
+
 def verify_bundle(path, weights: bool = True) -> dict:
     "Check every file of the bundle at `path` against its manifest (`weights=False`: the shards' sizes, not their checksums)."
     path = Path(path)
@@ -164,9 +177,7 @@ def verify_bundle(path, weights: bool = True) -> dict:
         raise ValueError(f"{path} is not a model bundle (it has no {MANIFEST}); make one with learn.export(path) "
                          "or `ulmfit train`")
     manifest = _read_json(path / MANIFEST, 'manifest')
-    listed = manifest.get('files') if isinstance(manifest, dict) else None
-    if not isinstance(listed, dict) or META not in listed:
-        raise ValueError(f"{path / MANIFEST} is not a bundle manifest (no file list naming {META})")
+    listed = _manifest_files(manifest, str(path / MANIFEST))
     missing = sorted(n for n in listed if not (path / n).is_file())
     if missing:
         raise FileNotFoundError(f"the model folder {path} is incomplete: {', '.join(missing)} "

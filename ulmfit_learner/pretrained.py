@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .bundle import MANIFEST, META, _replace_dir, is_bundle, sha256_file, verify_bundle
+from .bundle import MANIFEST, _manifest_files, _replace_dir, is_bundle, sha256_file, verify_bundle
 from .core import in_notebook
 from .models.awdlstm import AWDLSTM, make_config
 from .text.data import TextBlock, TextDataLoaders
@@ -143,19 +143,11 @@ def _check_pin(manifest: Path, sha256: str, where: str) -> None:
                          "wrong); nothing was kept")
 
 def _listed_files(manifest_file: Path, url: str) -> dict:
-    "The manifest's {file name: entry}, checked: plain file names only (never a path out of the folder)."
+    "The downloaded manifest's {file name: entry}, checked as `_manifest_files` checks a bundle's."
     try: manifest = json.loads(manifest_file.read_text(encoding='utf-8'))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{url} is not a bundle manifest (not UTF-8 JSON: {e}); is there a bundle at this URL?") from e
-    files = manifest.get('files') if isinstance(manifest, dict) else None
-    if not isinstance(files, dict) or META not in files:
-        raise ValueError(f"{url} is not a bundle manifest (no file list naming {META})")
-    for name, entry in files.items():
-        if name in (MANIFEST, '.', '..') or name.startswith('.') or Path(name).name != name or '\\' in name:
-            raise ValueError(f"the manifest at {url} lists {name!r}, which is not a plain file name; refused")
-        if not (isinstance(entry, dict) and isinstance(entry.get('sha256'), str) and type(entry.get('bytes')) is int):
-            raise ValueError(f"the manifest at {url} has no sha256 and size for {name!r}")
-    return files
+    return _manifest_files(manifest, url)
 
 def download_bundle(url: str, sha256: str | None = None, progress: bool = True, timeout: float = 60.) -> Path:
     "Download the bundle published at the folder `url` into the cache, every file checked (`sha256`: pin its manifest)."
