@@ -285,6 +285,8 @@ BAD = {  # name: (argv with {data}, {run} and {tmp} to fill in, the start of the
                                          '--out', '{tmp}/lm'], 'reads text forward'),
     'float16 on a CPU': (['train', '{data}/train.csv', '--out', '{tmp}/r', '--precision', 'fp16', '--device', 'cpu'],
                          "float16 mixed precision (--precision='fp16') needs a CUDA device"),
+    'float16 on a CPU, before the corpus is read': (['pretrain', '{tmp}/nope.txt', '--out', '{tmp}/p', '--precision', 'fp16',
+                                                     '--device', 'cpu'], "(--precision='fp16') needs a CUDA device"),
     'output folder taken': (['pretrain', '{data}/corpus.txt', '--out', '{data}/train.csv'], 'exists and is not a model folder'),
 }
 

@@ -128,7 +128,7 @@ def cmd_demo(args) -> int:
 
 def cmd_pretrain(args) -> int:
     "Train a language model from random weights on a corpus; export it to --out."
-    out = _check_out(args.out)
+    out, precision = _check_out(args.out), _precision(args)  # both refused before the corpus is read
     texts = read_texts(args.corpus, args.text_col, args.max_docs)
     valid = read_texts(args.valid, args.text_col) if args.valid else None
     held_out = f'{len(valid):,} from {args.valid}' if valid else f'{args.valid_pct:.0%}'
@@ -139,7 +139,7 @@ def cmd_pretrain(args) -> int:
                   epochs=args.epochs, lr=args.lr, schedule=args.schedule, bs=args.bs, seq_len=args.seq_len,
                   min_freq=args.min_freq, max_vocab=args.max_vocab, backwards=args.backwards, work_dir=args.work_dir,
                   checkpoint_minutes=args.checkpoint_minutes, resume=args.resume, device=args.device, seed=args.seed,
-                  mixed_precision=_precision(args))
+                  mixed_precision=precision)
     print(f"\nvalidation perplexity: {_final(lm, 'perplexity'):.2f}\nlanguage model written to {out} "
           f"(use it as ulmfit train/finetune-lm --pretrained {out}); checkpoints and the token cache are in "
           f"{lm.path} (delete it once you are done)")
@@ -147,7 +147,7 @@ def cmd_pretrain(args) -> int:
 
 def cmd_finetune_lm(args) -> int:
     "Fine-tune a language model (pretrained or new) on the task's texts; export it to --out."
-    out = _check_out(args.out)
+    out, precision = _check_out(args.out), _precision(args)
     set_seed(args.seed)
     pretrained = _pretrained(args.pretrained)
     texts = read_texts(args.data, args.text_col, args.max_docs)
@@ -156,7 +156,7 @@ def cmd_finetune_lm(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         lm = lm_learner(texts, tmp, pretrained, _config(args), drop_mult=args.drop_mult, bs=args.bs, seq_len=args.seq_len,
                         valid_pct=args.valid_pct, seed=args.seed, device=args.device, backwards=args.backwards,
-                        amp=_precision(args))
+                        amp=precision)
         fine_tune_lm(lm, args.epochs, args.lr, pretrained=pretrained is not None)
     lm.export(out)
     print(f"\nvalidation perplexity: {_final(lm, 'perplexity'):.2f}\nlanguage model written to {out}")
@@ -168,6 +168,7 @@ def cmd_train(args) -> int:
     if run.exists() and (not run.is_dir() or is_bundle(run)):
         raise FileExistsError(f"{run} exists and is not a run folder; choose another --out")
     for part in RUN_PARTS: _check_out(run / part)
+    precision = _precision(args)
     df = read_csv(args.data, {args.text_col: '--text-col', args.label_col: '--label-col'})
     extra = read_texts(args.unlabelled, args.text_col) if args.unlabelled else []
     pretrained = _pretrained(args.pretrained)
@@ -180,7 +181,7 @@ def cmd_train(args) -> int:
     lm, learn = ulmfit_stages(df, run, args.text_col, args.label_col, extra, pretrained, _config(args), args.lm_epochs,
                               args.clas_epochs, args.lm_lr, args.clas_lr, args.bs, args.seq_len, args.valid_pct,
                               args.seed, args.device, args.backwards, what=what, cbs=[best], discr=args.discr,
-                              stlr=args.stlr, gradual=args.gradual, amp=_precision(args))
+                              stlr=args.stlr, gradual=args.gradual, amp=precision)
     learn.export(run / 'classifier')
     lm.export(run / 'lm')
     print(f"\nfinal validation accuracy: {_final(learn, 'accuracy'):.4f}")
