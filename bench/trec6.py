@@ -12,14 +12,16 @@ The recipe (the paper's hyper-parameters; section 4 and 3.2-3.3):
      base lr 0.01; gradual unfreezing (one more layer group per epoch), discriminative lrs, STLR; then
      `--clas-epochs` epochs with everything unfrozen.
 Ablations (the paper's Tables 6 and 7): `--no-discr` (one lr for every group), `--no-stlr` (a constant lr), `--no-gradual`
-(everything trained from the first epoch). `--bidir` also trains the backward model and averages the two classifiers.
+(everything trained from the first epoch). `--schedule one_cycle` gives ours one cycle instead of STLR (the lr warmed
+up over a quarter of each fit and annealed to almost zero, Adam's beta1 cycled 0.8-0.7-0.8: fastai's schedule, with
+everything else ours). `--bidir` also trains the backward model and averages the two classifiers.
 
 fastai's half (`--fastai-python`, a separate virtualenv, see bench/README.md) runs fastai's ULMFiT recipe on the same
 split, shaped like ours: `language_model_learner(..., pretrained=False)` fine-tuned with `fit_one_cycle`, then
 `text_classifier_learner` with one `fit_one_cycle` epoch per stage (the head, then -2, -3, ... down to the first
 LSTM) at half the lr, then `--clas-epochs` with everything unfrozen, lrs spread with `slice(lr / 2.6**(groups-1),
 lr)`; the same sizes, dropouts, bs, epochs and lrs as ours. fastai has no STLR: one-cycle is its nearest schedule.
-`--amp` applies to ours only.
+`--amp` and `--schedule` apply to ours only.
 
 Reported: validation error (final epoch, and the best epoch), test error, the wall time of both stages; a markdown table.
 `--seeds 3 4 5` repeats the run on as many validation splits (the seed draws the split and the initial weights; both
@@ -110,8 +112,9 @@ def child_args(a):
     out = ['--size', a.size, '--lm-epochs', str(a.lm_epochs), '--clas-epochs', str(a.clas_epochs), '--seed', str(a.seed),
            '--bs', str(a.bs), '--lm-lr', str(a.lm_lr), '--clas-lr', str(a.clas_lr), '--lm-drop-mult', str(a.lm_drop_mult),
            '--clas-drop-mult', str(a.clas_drop_mult)]
-    for flag in ('discr', 'stlr', 'gradual'):
+    for flag in ('discr', 'gradual'):
         if not getattr(a, flag): out.append(f'--no-{flag}')
+    out += ['--schedule', a.schedule]
     if a.bidir: out.append('--bidir')
     if a.device: out += ['--device', a.device]
     if a.amp: out += ['--amp', a.amp]

@@ -317,6 +317,30 @@ def test_options_that_do_not_go_together_exit_with_status_2(argv, message, data,
     assert err.count('\n') == 1 and message in err, err
 
 
+@pytest.mark.parametrize('command, argv, expected', [
+    ('train', [], 'stlr'), ('train', ['--schedule', 'one_cycle'], 'one_cycle'), ('train', ['--no-stlr'], 'constant'),
+    ('finetune-lm', ['--schedule', 'one_cycle'], 'one_cycle'), ('finetune-lm', [], 'stlr'),
+    ('pretrain', ['--schedule', 'constant'], 'constant'),
+])
+def test_schedule_options_reach_the_recipe(command, argv, expected, data, tmp_path, monkeypatch, capsys):
+    "`--schedule` (and `--no-stlr`) reach the function that trains; the training itself is stopped at once."
+    import ulmfit_learner.cli as cli
+    seen = {}
+    def stop(*args, **kwargs):
+        seen.update(kwargs)
+        raise ValueError('stopped by the test')
+    name = {'train': 'ulmfit_stages', 'finetune-lm': 'fine_tune_lm', 'pretrain': 'pretrain'}[command]
+    monkeypatch.setattr(cli, name, stop)
+    source = data / ('corpus.txt' if command == 'pretrain' else 'train.csv')
+    assert main([command, str(source), '--out', str(tmp_path / 'out'), *SIZES, *FAST, *argv]) == 1
+    assert 'stopped by the test' in capsys.readouterr().err and seen['schedule'] == expected
+
+
+def test_unknown_schedule_is_a_usage_error(data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e: main(['train', str(data / 'train.csv'), '--out', str(tmp_path / 'r'), '--schedule', 'cosine'])
+    assert e.value.code == 2 and "invalid choice: 'cosine'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize('command', COMMANDS)
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as e: main([command, '--help'])

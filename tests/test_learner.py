@@ -242,6 +242,32 @@ def test_fit_one_cycle_values(learner_factory):
         assert lrs[2] / lrs[0] == pytest.approx(10.)
 
 
+def test_fit_one_cycle_momentum_comes_from_the_learner(learner_factory):
+    "The learner's `moms` serve every one-cycle fit not given its own; None leaves the optimizer's momentum alone."
+    n = 10
+    learn = learner_factory(dls=make_dls(n_train=40, bs=4))
+    learn.moms = (0.9, 0.6, 0.8)
+    learn.fit_one_cycle(1, 1e-2)
+    mom_f = one_cycle_mom((0.9, 0.6, 0.8), 0.25)
+    assert learn.recorder.moms == pytest.approx([mom_f(i / n) for i in range(n)])
+    learn.fit_one_cycle(1, 1e-2, moms=(0.95, 0.85, 0.95))  # a fit's own moms win
+    mom_f = one_cycle_mom((0.95, 0.85, 0.95), 0.25)
+    assert learn.recorder.moms == pytest.approx([mom_f(i / n) for i in range(n)])
+    learn = learner_factory(dls=make_dls(n_train=40, bs=4), moms=None)
+    learn.create_opt()
+    beta1 = learn.opt.param_groups[0]['betas'][0]
+    learn.fit_one_cycle(1, 1e-2)
+    assert set(learn.recorder.moms) == {beta1} and learn.opt.param_groups[0]['betas'][0] == beta1
+
+
+@pytest.mark.parametrize('moms', [(0.9, 0.8), (0.9, 0.8, 1.2), 'fast', (0.9, 'x', 0.9), 0.9])
+def test_bad_moms_are_refused(learner_factory, moms):
+    with pytest.raises(ValueError, match=r'moms must be three momentums in \[0, 1\)'): learner_factory(moms=moms)
+    learn = learner_factory()
+    with pytest.raises(ValueError, match='moms must be three momentums'): learn.fit_one_cycle(1, 1e-2, moms=moms)
+    assert learn.opt is None or learn.train_iter == 0, 'refused before training'
+
+
 def test_schedules_are_pure_and_combine():
     f = sched_lin(1., 3.)
     assert [f(0.), f(0.5), f(1.)] == [1., 2., 3.]

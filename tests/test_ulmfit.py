@@ -47,6 +47,7 @@ def test_language_model_learner_defaults(dls_lm, tmp_path):
     assert 'ModelResetter' in names and 'RNNRegularizer' in names
     assert learn.model.encoder.config.weight_p == pytest.approx(0.5 * 0.3), "drop_mult scales every dropout"
     assert learn.model.decoder.weight is learn.model.encoder.emb_dp.emb.weight
+    assert learn.moms == (0.8, 0.7, 0.8), "one cycle's beta1 stays around the paper's 0.7"
 
 
 def test_text_classifier_learner_defaults(dls_clas, tmp_path):

@@ -26,7 +26,7 @@ from .interpret import ClassificationInterpretation
 from .learner import Learner
 from .metrics import Perplexity, accuracy, as_metric
 from .pretrained import pretrained_path
-from .pretrain import MissingColumn, _describe, _resolve_precision, pretrain, read_corpus, read_lines
+from .pretrain import SCHEDULES, MissingColumn, _describe, _resolve_precision, pretrain, read_corpus, read_lines
 from .recipe import DEMO_CONFIG, demo, fine_tune_lm, lm_learner, trec6, ulmfit_stages
 from .ulmfit import LMLearner, TextLearner, load_learner
 
@@ -157,7 +157,7 @@ def cmd_finetune_lm(args) -> int:
         lm = lm_learner(texts, tmp, pretrained, _config(args), drop_mult=args.drop_mult, bs=args.bs, seq_len=args.seq_len,
                         valid_pct=args.valid_pct, seed=args.seed, device=args.device, backwards=args.backwards,
                         amp=precision)
-        fine_tune_lm(lm, args.epochs, args.lr, pretrained=pretrained is not None)
+        fine_tune_lm(lm, args.epochs, args.lr, pretrained=pretrained is not None, schedule=args.schedule)
     lm.export(out)
     print(f"\nvalidation perplexity: {_final(lm, 'perplexity'):.2f}\nlanguage model written to {out}")
     return 0
@@ -181,7 +181,7 @@ def cmd_train(args) -> int:
     lm, learn = ulmfit_stages(df, run, args.text_col, args.label_col, extra, pretrained, _config(args), args.lm_epochs,
                               args.clas_epochs, args.lm_lr, args.clas_lr, args.bs, args.seq_len, args.valid_pct,
                               args.seed, args.device, args.backwards, what=what, cbs=[best], discr=args.discr,
-                              stlr=args.stlr, gradual=args.gradual, amp=precision)
+                              schedule=args.schedule, gradual=args.gradual, amp=precision)
     learn.export(run / 'classifier')
     lm.export(run / 'lm')
     print(f"\nfinal validation accuracy: {_final(learn, 'accuracy'):.4f}")
@@ -353,6 +353,12 @@ def _add_fit(p, epochs: int, lr: float, drop_mult: float) -> None:
     p.add_argument('--lr', type=float, default=lr, help="learning rate (the last layer group's) (default: %(default)s)")
     p.add_argument('--drop-mult', type=float, default=drop_mult,
                    help='multiplies every dropout probability of the AWD-LSTM (default: %(default)s)')
+    _add_schedule(p)
+
+def _add_schedule(p) -> None:
+    p.add_argument('--schedule', default='stlr', choices=SCHEDULES,
+                   help="learning-rate schedule: ULMFiT's slanted triangular rates, one cycle (Adam's beta1 cycled "
+                        "0.8-0.7-0.8), or constant (default: %(default)s)")
 
 def _add_sizes(p) -> None:
     g = p.add_argument_group('model size (default: the paper\'s AWD-LSTM, 400/1152/3; with --pretrained: its sizes)')
@@ -402,7 +408,6 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument('--max-vocab', type=_positive, default=60000, help='largest vocabulary (default: %(default)s)')
     p.add_argument('--min-freq', type=_positive, default=3, help='fewest occurrences of a token in the vocabulary (default: %(default)s)')
     p.add_argument('--valid', default=None, metavar='CORPUS', help='a validation corpus (default: --valid-pct of CORPUS)')
-    p.add_argument('--schedule', default='stlr', choices=['stlr', 'one_cycle'], help='learning-rate schedule (default: %(default)s)')
     p.add_argument('--checkpoint-minutes', type=float, default=30., metavar='M', help='checkpoint every M minutes (default: %(default)s)')
     p.add_argument('--work-dir', default=None, metavar='DIR', help='checkpoints and token cache (default: --out + .work)')
     p.add_argument('--no-resume', dest='resume', action='store_false', help="start over even if the work folder has a checkpoint")
@@ -446,9 +451,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument('--clas-epochs', type=_positive, default=6, help='classifier epochs after gradual unfreezing (default: %(default)s)')
     p.add_argument('--lm-lr', type=float, default=1e-2, help="the language model's learning rate (default: %(default)s)")
     p.add_argument('--clas-lr', type=float, default=2e-2, help="the classifier's learning rate, halved while unfreezing (default: %(default)s)")
+    _add_schedule(p)
     g = p.add_argument_group("ablations (the paper's Tables 6 and 7): switch one of ULMFiT's techniques off")
     g.add_argument('--no-discr', dest='discr', action='store_false', help='one learning rate for every layer group')
-    g.add_argument('--no-stlr', dest='stlr', action='store_false', help='a constant learning rate instead of STLR')
+    g.add_argument('--no-stlr', dest='schedule', action='store_const', const='constant', default='stlr',
+                   help='a constant learning rate instead of STLR (the same as --schedule constant)')
     g.add_argument('--no-gradual', dest='gradual', action='store_false', help='train every layer group from the start')
     _add_data(p, seq_len=72)
     _add_sizes(p)

@@ -39,6 +39,16 @@ def single_group(model: nn.Module) -> list[list[nn.Parameter]]:
     "The default splitter: all parameters in one layer group."
     return [list(model.parameters())]
 
+def _check_moms(moms):
+    "`moms` as a tuple of three momentums (start, middle, end of a one-cycle fit), or None; anything else is refused."
+    if moms is None: return None
+    try: out = tuple(float(m) for m in moms)
+    except (TypeError, ValueError): out = ()
+    if len(out) != 3 or not all(0 <= m < 1 for m in out):
+        raise ValueError(f"moms must be three momentums in [0, 1) (start, middle and end of a one-cycle fit), "
+                         f"for instance (0.95, 0.85, 0.95), or None to leave the optimizer's alone; got {moms!r}")
+    return out
+
 SuggestedLRs = namedtuple('SuggestedLRs', ['valley'])  # rebuilt with the names of the functions asked for
 
 def _loss_per_item(loss_func, pred, *targets) -> torch.Tensor:
@@ -100,9 +110,9 @@ class Learner:
     "Train `model` on `dls` with `loss_func`: layer groups, callbacks, schedules, predictions, checkpoints."
     def __init__(self, dls, model: nn.Module, loss_func, opt_func=Adam, lr=1e-3, splitter=single_group,
                  cbs=None, metrics=None, wd: float | None = None, train_bn: bool = True, path='.',
-                 model_dir='models', device=None, default_cbs: bool = True):
+                 model_dir='models', device=None, default_cbs: bool = True, moms: tuple | None = (0.95, 0.85, 0.95)):
         self.dls, self.model, self.loss_func, self.opt_func, self.splitter = dls, model, loss_func, opt_func, splitter
-        self.lr, self.wd, self.train_bn = lr, wd, train_bn
+        self.lr, self.wd, self.train_bn, self.moms = lr, wd, train_bn, _check_moms(moms)
         self.path, self.model_dir = Path(path), Path(model_dir)
         self.metrics = [as_metric(m) for m in listify(metrics)]
         dev = device if device is not None else getattr(dls, 'device', None)
@@ -377,10 +387,11 @@ class Learner:
                 self('cleanup')
 
     def fit_one_cycle(self, n_epoch: int, lr_max=None, div: float = 25., div_final: float = 1e5, pct_start: float = 0.25,
-                      moms=(0.95, 0.85, 0.95), wd: float | None = None, cbs=None, resume: str | None = None) -> None:
-        "Fit with the one-cycle policy: lr warms up to `lr_max` (per group) then anneals; momentum moves the other way."
+                      moms: tuple | None = None, wd: float | None = None, cbs=None, resume: str | None = None) -> None:
+        "Fit with the one-cycle policy: lr warms up to `lr_max` (per group) then anneals; momentum (`moms`, else the learner's) moves the other way."
         lrs = group_lrs(self.lr if lr_max is None else lr_max, len(self.layer_groups))
         sched = {'lr': [one_cycle_lr(lr, div, div_final, pct_start) for lr in lrs]}
+        moms = self.moms if moms is None else _check_moms(moms)
         if moms is not None: sched['mom'] = one_cycle_mom(moms, pct_start)
         self.fit(n_epoch, lr=lrs, wd=wd, cbs=[ParamScheduler(sched), *listify(cbs)], resume=resume)
 

@@ -14,7 +14,6 @@ import lzma
 import re
 import time
 from collections.abc import Iterator
-from functools import partial
 from itertools import chain
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from .text.data import TextDataLoaders, get_text_files, read_text_file
 from .ulmfit import LMLearner, _check_fp16, language_model_learner
 
 # %% auto #0
-__all__ = ['MissingColumn', 'read_lines', 'read_corpus', 'pretrain']
+__all__ = ['SCHEDULES', 'MissingColumn', 'read_lines', 'read_corpus', 'pretrain']
 
 # %% ../nbs/31_pretrain.ipynb #6feabc4e
 class MissingColumn(KeyError):
@@ -110,6 +109,19 @@ def _set_precision(learn, mixed_precision, name: str = 'mixed_precision') -> str
     {'bf16': learn.to_bf16, 'fp16': learn.to_fp16, None: learn.to_fp32}[precision]()
     return precision
 
+SCHEDULES = ('stlr', 'one_cycle', 'constant')  # what `schedule=` takes, here, in the recipe and on the command line
+
+def _check_schedule(schedule: str, name: str = 'schedule') -> str:
+    "`schedule` if it is one of `SCHEDULES`, else a `ValueError` naming them (`name`: the argument)."
+    if schedule not in SCHEDULES:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, SCHEDULES))}, got {schedule!r}")
+    return schedule
+
+def _fit_fn(learn, schedule: str):
+    """`learn`'s fit for `schedule`: ULMFiT's slanted triangular lrs ('stlr'), one cycle with the momentum cycled
+    through the learner's `moms` ('one_cycle'), or a constant lr ('constant')."""
+    return {'stlr': learn.fit_stlr, 'one_cycle': learn.fit_one_cycle, 'constant': learn.fit}[_check_schedule(schedule)]
+
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
     buf = io.BytesIO()
@@ -129,7 +141,7 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
              mixed_precision='auto', device=None, seed: int = 42, progress: bool = True, cbs=None,
              source: str | None = None, valid_source: str | None = None) -> LMLearner:
     "Train a language model on `corpus` (a path, or a list of texts) and `valid` (else a `valid_pct` split); export it to `out`."
-    if schedule not in ('stlr', 'one_cycle'): raise ValueError(f"schedule must be 'stlr' or 'one_cycle', got {schedule!r}")
+    _check_schedule(schedule)
     out = Path(out)
     work = Path(work_dir) if work_dir is not None else out.with_name(out.name + '.work')
     set_seed(seed)
@@ -163,8 +175,7 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
     checkpoint = learn._file('pretrain')
     resume_from = 'pretrain' if resume and checkpoint.exists() else None
     if resume_from: print(f'pretrain: resuming from {checkpoint}')
-    # one cycle's momentum (Adam's beta1) cycles around the paper's 0.7
-    fit = learn.fit_stlr if schedule == 'stlr' else partial(learn.fit_one_cycle, moms=(0.8, 0.7, 0.8))
+    fit = _fit_fn(learn, schedule)
     try:
         fit(epochs, lr, cbs=[CheckpointCallback('pretrain', every_minutes=checkpoint_minutes), CSVLogger('history.csv'),
                              *(cbs or [])], resume=resume_from)

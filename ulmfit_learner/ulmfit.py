@@ -72,8 +72,8 @@ def _check_fp16(device, asked: str, instead: str) -> None:
 
 class TextLearner(Learner):
     "A `Learner` for AWD-LSTM models: encoders saved with their vocab and config, prediction, export."
-    def __init__(self, *args, model_spec: dict | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, model_spec: dict | None = None, moms: tuple | None = (0.8, 0.7, 0.8), **kwargs):
+        super().__init__(*args, moms=moms, **kwargs)  # one-cycle momentum around the 0.7 of the paper's Adam
         self.model_spec = model_spec  # how the model was built (what `export` writes and `load_learner` rebuilds from)
         self._predict_lock = threading.RLock()  # predictions use the model's state: one at a time
 

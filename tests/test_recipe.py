@@ -1,0 +1,48 @@
+"""The recipe's stages (`ulmfit_stages`, the code of `ulmfit train`): its schedules, on a tiny model and 400 questions."""
+import pytest
+
+from ulmfit_learner import one_cycle_lr, one_cycle_mom, sched_stlr, ulmfit_stages
+from ulmfit_learner.recipe import trec6
+
+TINY = dict(emb_sz=16, n_hid=32, n_layers=1)
+pytestmark = pytest.mark.usefixtures('one_thread')
+
+
+@pytest.fixture(scope='module')
+def questions():
+    return trec6('train').sample(n=400, random_state=0).reset_index(drop=True)
+
+
+def stages(questions, tmp_path, **kwargs):
+    return ulmfit_stages(questions, tmp_path, config=TINY, lm_epochs=1, clas_epochs=2, seq_len=20, lm_lr=1e-2,
+                         clas_lr=2e-2, gradual=False, **kwargs)
+
+
+def test_stlr_is_the_default(questions, tmp_path):
+    lm, clas = stages(questions, tmp_path)
+    for learn, lr in ((lm, 1e-2), (clas, 2e-2)):
+        T = len(learn.recorder.lrs)
+        f = sched_stlr(lr, T)
+        assert learn.recorder.lrs == pytest.approx([f(i / T) for i in range(T)])
+        assert set(learn.recorder.moms) == {0.7}, "STLR keeps the paper's beta1"
+
+
+def test_one_cycle_cycles_lr_and_beta1(questions, tmp_path):
+    lm, clas = stages(questions, tmp_path, schedule='one_cycle')
+    for learn, lr in ((lm, 1e-2), (clas, 2e-2)):
+        T = len(learn.recorder.lrs)
+        f = one_cycle_lr(lr, 25., 1e5, 0.25)
+        assert learn.recorder.lrs == pytest.approx([f(i / T) for i in range(T)])
+        mom = one_cycle_mom((0.8, 0.7, 0.8), 0.25)  # Adam's beta1 around the paper's 0.7
+        assert learn.recorder.moms == pytest.approx([mom(i / T) for i in range(T)])
+
+
+def test_constant_schedule(questions, tmp_path):
+    _, clas = stages(questions, tmp_path, schedule='constant', discr=False)
+    assert set(clas.recorder.lrs) == {2e-2}
+
+
+def test_unknown_schedule_is_refused_before_training(questions, tmp_path, capsys):
+    with pytest.raises(ValueError, match="schedule must be one of 'stlr', 'one_cycle', 'constant', got 'cosine'"):
+        stages(questions, tmp_path, schedule='cosine')
+    assert 'Stage 2' not in capsys.readouterr().out
