@@ -103,6 +103,27 @@ def test_missing_or_foreign_encoder_file(dls_clas, tmp_path):
     with pytest.raises(ValueError, match='not an encoder written by save_encoder'): learn.load_encoder('x')
 
 
+@pytest.mark.parametrize('alpha, beta', [(2., 1.), (0., 0.)])
+def test_classifier_penalizes_its_encoder_outputs(dls_clas, tmp_path, alpha, beta):
+    "AR/TAR on the classifier's last-layer outputs (zero at the padding) while training; nothing with alpha = beta = 0."
+    learn = quiet(text_classifier_learner(dls_clas, AWD_LSTM, config=SMALL, path=tmp_path, alpha=alpha, beta=beta))
+    seen = []
+    class Peek(Callback):
+        order = 20  # after the RNNRegularizer
+        def after_loss(self, learn):
+            if learn.training: seen.append((learn.loss.item(), learn.loss_grad.item(), learn.model.last_output.detach(),
+                                            learn.xb[0] == dls_clas.vocab.stoi['xxpad']))
+    learn.fit(1, 1e-3, cbs=Peek())
+    assert learn.model.last_output is None, "nothing kept once the model is in eval mode"
+    padded = 0
+    for loss, loss_grad, out, pads in seen:
+        assert out.shape[:2] == pads.shape and (out[pads] == 0).all()
+        padded += int(pads.any())
+        ar, tar = out.pow(2).mean().item(), (out[:, 1:] - out[:, :-1]).pow(2).mean().item()
+        assert loss_grad == pytest.approx(loss + alpha * ar + beta * tar, rel=1e-5)
+    assert padded and alpha * ar > 1e-6 or alpha == 0, "a batch with padding was seen, and the penalty is not nil"
+
+
 def test_gradual_unfreezing(dls_clas, tmp_path):
     learn = quiet(text_classifier_learner(dls_clas, AWD_LSTM, config=SMALL, path=tmp_path))
     trainable = []

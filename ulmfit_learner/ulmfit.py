@@ -221,7 +221,7 @@ def language_model_learner(dls, arch=AWDLSTM, config: dict | None = None, drop_m
 
 def text_classifier_learner(dls, arch=AWDLSTM, seq_len: int = 72, max_len: int = 72 * 20, config: dict | None = None,
                             drop_mult: float = 0.5, lin_ftrs: list[int] | None = None, ps: list[float] | None = None,
-                            metrics=None, lr: float = 1e-2, **kwargs) -> TextLearner:
+                            alpha: float = 2., beta: float = 1., metrics=None, lr: float = 1e-2, **kwargs) -> TextLearner:
     "A learner for an `arch` BPT3C classifier on `dls` (a classifier's loaders), with the paper's optimizer and layer groups."
     if getattr(dls, 'is_lm', False) or not getattr(dls, 'classes', None):
         raise ValueError("text_classifier_learner needs a classifier's loaders, with labels (dls.classes)")
@@ -233,7 +233,7 @@ def text_classifier_learner(dls, arch=AWDLSTM, seq_len: int = 72, max_len: int =
     spec = {'arch': arch.__name__, 'config': asdict(model.encoder.module.config), 'seq_len': seq_len, 'max_len': max_len,
             'lin_ftrs': [l.out_features for l in model.head.layers if isinstance(l, torch.nn.Linear)][:-1],
             'ps': [l.p for l in model.head.layers if isinstance(l, torch.nn.Dropout)]}
-    cbs = [ModelResetter(), *kwargs.pop('cbs', [])]
+    cbs = [ModelResetter(), RNNRegularizer(alpha, beta), *kwargs.pop('cbs', [])]
     return TextLearner(dls, model, loss, opt_func=_adam(kwargs), lr=lr, splitter=kwargs.pop('splitter', awd_lstm_clas_split),
                        cbs=cbs, metrics=metrics, model_spec=spec, **kwargs)
 

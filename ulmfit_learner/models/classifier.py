@@ -103,11 +103,16 @@ class TextClassifier(nn.Module):
     def __init__(self, encoder: SentenceEncoder, head: PoolingLinearClassifier):
         super().__init__()
         self.encoder, self.head = encoder, head
+        self.last_output = self.last_raw_output = None
 
     def reset(self) -> None: self.encoder.reset()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(*self.encoder(x))
+        out, mask = self.encoder(x)
+        # what AR/TAR (`RNNRegularizer`) read, as from a language model: the last layer's outputs `(bs, L, n)`, zero
+        # at the padding; kept while training only
+        self.last_output = self.last_raw_output = out.masked_fill(mask[:, :, None], 0.) if self.training else None
+        return self.head(out, mask)
 
 def get_text_classifier(arch=AWDLSTM, vocab_sz: int = 60_000, n_class: int = 2, seq_len: int = 72,
                         max_len: int = 72 * 20, config: dict | AWDLSTMConfig | None = None, drop_mult: float = 1.,
