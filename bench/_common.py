@@ -95,6 +95,7 @@ def add_recipe_args(p, clas_epochs, drop_mults, seed_help='the seed of the data 
     p.add_argument('--no-discr', dest='discr', action='store_false', help='one lr for every layer group')
     p.add_argument('--schedule', default='stlr', choices=['stlr', 'one_cycle', 'constant'],
                    help="ours' lr schedule: ULMFiT's STLR (the paper), one cycle with beta1 cycled 0.8-0.7-0.8, or constant")
+    p.add_argument('--clip', type=float, default=None, help="clip the gradients' global norm to this before every step")
     p.add_argument('--no-stlr', dest='schedule', action='store_const', const='constant', default='stlr',
                    help='a constant lr instead of STLR (--schedule constant)')
     p.add_argument('--no-gradual', dest='gradual', action='store_false', help='every group trained from the first epoch')
@@ -122,7 +123,8 @@ def ours_by_direction(a, train, test, work, sizes, **stage_kwargs):
                                  config=None if pretrained else sizes, lm_epochs=a.lm_epochs, clas_epochs=a.clas_epochs,
                                  lm_lr=a.lm_lr, clas_lr=a.clas_lr, bs=a.bs, seq_len=70, seed=a.seed, device=a.device,
                                  backwards=bwd, discr=a.discr, schedule=a.schedule, gradual=a.gradual,
-                                 lm_drop_mult=a.lm_drop_mult, clas_drop_mult=a.clas_drop_mult, amp=a.amp, **stage_kwargs)
+                                 lm_drop_mult=a.lm_drop_mult, clas_drop_mult=a.clas_drop_mult, amp=a.amp, clip=a.clip,
+                                 **stage_kwargs)
         hist, acc = clas.recorder.values, clas.recorder.metric_names.index('accuracy')  # the last fit's epochs
         test_dl = clas.dls.test_dl(test.text, labels=test.label)
         probs, targs = clas.get_preds(dl=test_dl)

@@ -21,7 +21,7 @@ split, shaped like ours: `language_model_learner(..., pretrained=False)` fine-tu
 `text_classifier_learner` with one `fit_one_cycle` epoch per stage (the head, then -2, -3, ... down to the first
 LSTM) at half the lr, then `--clas-epochs` with everything unfrozen, lrs spread with `slice(lr / 2.6**(groups-1),
 lr)`; the same sizes, dropouts, bs, epochs and lrs as ours. fastai has no STLR: one-cycle is its nearest schedule.
-`--amp` and `--schedule` apply to ours only.
+`--amp` and `--schedule` apply to ours only; `--clip` to both (fastai's `GradientClip`).
 
 Reported: validation error (final epoch, and the best epoch), test error, the wall time of both stages; a markdown table.
 `--seeds 3 4 5` repeats the run on as many validation splits (the seed draws the split and the initial weights; both
@@ -72,13 +72,17 @@ def run_fastai(a):
     train, test = load_split(a.seed)
     res = {'impl': 'fastai', 'torch_threads': torch.get_num_threads()}
     cfg = SIZES[a.size]
+    clip = []
+    if a.clip is not None:
+        from fastai.callback.training import GradientClip
+        clip = [GradientClip(a.clip)]
     set_seed(a.seed)
     t = time.perf_counter()
     dls_lm = TextDataLoaders.from_df(train, text_col='text', is_lm=True, valid_col='is_valid', bs=a.bs, seq_len=70)
     lm_cfg = dict(awd_lstm_lm_config, emb_sz=cfg['emb_sz'], n_hid=cfg['n_hid'], n_layers=cfg['n_layers'],
                   output_p=0.4, hidden_p=0.3, input_p=0.4, embed_p=0.05, weight_p=0.5)
     lm = language_model_learner(dls_lm, AWD_LSTM, config=lm_cfg, pretrained=False, drop_mult=a.lm_drop_mult,
-                                metrics=[accuracy, Perplexity()], path=a.work)
+                                metrics=[accuracy, Perplexity()], path=a.work, cbs=clip)
     lm.fit_one_cycle(a.lm_epochs, a.lm_lr)
     lm.save_encoder('enc')
     lm_history = [list(map(float, v)) for v in lm.recorder.values]
@@ -87,7 +91,7 @@ def run_fastai(a):
     clas_cfg = dict(awd_lstm_clas_config, emb_sz=cfg['emb_sz'], n_hid=cfg['n_hid'], n_layers=cfg['n_layers'],
                     output_p=0.4, hidden_p=0.3, input_p=0.4, embed_p=0.05, weight_p=0.5)
     clas = text_classifier_learner(dls, AWD_LSTM, config=clas_cfg, pretrained=False, drop_mult=a.clas_drop_mult,
-                                   metrics=accuracy, path=a.work)
+                                   metrics=accuracy, path=a.work, cbs=clip)
     clas.load_encoder('enc')
     lr, n_groups = a.clas_lr, cfg['n_layers'] + 2  # embedding, each LSTM, head: as ours
     spread = lambda lr: slice(lr / 2.6 ** (n_groups - 1), lr) if a.discr else lr
@@ -115,6 +119,7 @@ def child_args(a):
     for flag in ('discr', 'gradual'):
         if not getattr(a, flag): out.append(f'--no-{flag}')
     out += ['--schedule', a.schedule]
+    if a.clip is not None: out += ['--clip', str(a.clip)]
     if a.bidir: out.append('--bidir')
     if a.device: out += ['--device', a.device]
     if a.amp: out += ['--amp', a.amp]

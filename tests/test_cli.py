@@ -336,6 +336,23 @@ def test_schedule_options_reach_the_recipe(command, argv, expected, data, tmp_pa
     assert 'stopped by the test' in capsys.readouterr().err and seen['schedule'] == expected
 
 
+@pytest.mark.parametrize('command, name', [('train', 'ulmfit_stages'), ('finetune-lm', 'lm_learner'), ('pretrain', 'pretrain')])
+def test_clip_reaches_the_recipe(command, name, data, tmp_path, monkeypatch, capsys):
+    import ulmfit_learner.cli as cli
+    seen = {}
+    def stop(*args, **kwargs):
+        seen.update(kwargs)
+        raise ValueError('stopped by the test')
+    monkeypatch.setattr(cli, name, stop)
+    source = data / ('corpus.txt' if command == 'pretrain' else 'train.csv')
+    for argv, clip in ((['--clip', '0.25'], 0.25), ([], None)):
+        seen.clear()
+        assert main([command, str(source), '--out', str(tmp_path / 'out'), *SIZES, *FAST, *argv]) == 1
+        assert 'stopped by the test' in capsys.readouterr().err and seen['clip'] == clip
+    with pytest.raises(SystemExit) as e: main([command, str(source), '--out', str(tmp_path / 'out'), '--clip', '0'])
+    assert e.value.code == 2 and 'must be a positive number, got 0' in capsys.readouterr().err
+
+
 def test_unknown_schedule_is_a_usage_error(data, tmp_path, capsys):
     with pytest.raises(SystemExit) as e: main(['train', str(data / 'train.csv'), '--out', str(tmp_path / 'r'), '--schedule', 'cosine'])
     assert e.value.code == 2 and "invalid choice: 'cosine'" in capsys.readouterr().err

@@ -157,6 +157,21 @@ def test_pretrain_bad_input(tmp_path, corpus):
     with pytest.raises(ValueError, match='has no text'): pretrain(tmp_path / 'empty.txt', tmp_path / 'x', **ARGS)
     with pytest.raises(ValueError, match='mixed_precision'): pretrain(corpus, tmp_path / 'y', mixed_precision='fp8', **ARGS)
     with pytest.raises(ValueError, match='schedule'): pretrain(corpus, tmp_path / 'z', schedule='cosine', **ARGS)
+    for clip in (0, -1., float('nan'), float('inf'), 'x', True):
+        with pytest.raises(ValueError, match='clip must be a positive number'): pretrain(corpus, tmp_path / 'c', clip=clip, **ARGS)
+    assert not (tmp_path / 'c.work').exists(), 'refused before anything was written'
+
+
+def test_pretrain_clips_the_gradients(corpus, tmp_path):
+    norms = []
+    class Norm(Callback):
+        order = 30  # after GradientClip
+        def before_step(self, learn):
+            grads = [p.grad for p in learn.model.parameters() if p.grad is not None]
+            norms.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
+    pretrain(corpus, tmp_path / 'lm', clip=1e-3, cbs=[Norm()], **dict(ARGS, epochs=1))
+    assert norms and max(norms) <= 1e-3 * (1 + 1e-4)
+    assert json.loads((tmp_path / 'lm' / 'training.json').read_text())['clip'] == 1e-3
 
 
 def test_backward_pretraining_feeds_a_backward_model(corpus, questions, tmp_path, monkeypatch):

@@ -1,7 +1,7 @@
 """The recipe's stages (`ulmfit_stages`, the code of `ulmfit train`): its schedules, on a tiny model and 400 questions."""
 import pytest
 
-from ulmfit_learner import one_cycle_lr, one_cycle_mom, sched_stlr, ulmfit_stages
+from ulmfit_learner import GradientClip, one_cycle_lr, one_cycle_mom, sched_stlr, ulmfit_stages
 from ulmfit_learner.recipe import trec6
 
 TINY = dict(emb_sz=16, n_hid=32, n_layers=1)
@@ -45,4 +45,19 @@ def test_constant_schedule(questions, tmp_path):
 def test_unknown_schedule_is_refused_before_training(questions, tmp_path, capsys):
     with pytest.raises(ValueError, match="schedule must be one of 'stlr', 'one_cycle', 'constant', got 'cosine'"):
         stages(questions, tmp_path, schedule='cosine')
+    assert 'Stage 2' not in capsys.readouterr().out
+
+
+def test_clip_reaches_both_stages(questions, tmp_path):
+    lm, clas = stages(questions, tmp_path, clip=0.5)
+    for learn in (lm, clas):
+        clips = [cb for cb in learn.cbs if isinstance(cb, GradientClip)]
+        assert len(clips) == 1 and clips[0].max_norm == 0.5
+    _, clas = stages(questions, tmp_path / 'plain')
+    assert not any(isinstance(cb, GradientClip) for cb in clas.cbs), 'no clipping unless asked'
+
+
+@pytest.mark.parametrize('clip', [0, -0.25, 'big'])
+def test_bad_clip_is_refused_before_training(questions, tmp_path, capsys, clip):
+    with pytest.raises(ValueError, match='clip must be a positive number'): stages(questions, tmp_path, clip=clip)
     assert 'Stage 2' not in capsys.readouterr().out

@@ -139,7 +139,7 @@ def cmd_pretrain(args) -> int:
                   epochs=args.epochs, lr=args.lr, schedule=args.schedule, bs=args.bs, seq_len=args.seq_len,
                   min_freq=args.min_freq, max_vocab=args.max_vocab, backwards=args.backwards, work_dir=args.work_dir,
                   checkpoint_minutes=args.checkpoint_minutes, resume=args.resume, device=args.device, seed=args.seed,
-                  mixed_precision=precision)
+                  mixed_precision=precision, clip=args.clip)
     print(f"\nvalidation perplexity: {_final(lm, 'perplexity'):.2f}\nlanguage model written to {out} "
           f"(use it as ulmfit train/finetune-lm --pretrained {out}); checkpoints and the token cache are in "
           f"{lm.path} (delete it once you are done)")
@@ -156,7 +156,7 @@ def cmd_finetune_lm(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         lm = lm_learner(texts, tmp, pretrained, _config(args), drop_mult=args.drop_mult, bs=args.bs, seq_len=args.seq_len,
                         valid_pct=args.valid_pct, seed=args.seed, device=args.device, backwards=args.backwards,
-                        amp=precision)
+                        amp=precision, clip=args.clip)
         fine_tune_lm(lm, args.epochs, args.lr, pretrained=pretrained is not None, schedule=args.schedule)
     lm.export(out)
     print(f"\nvalidation perplexity: {_final(lm, 'perplexity'):.2f}\nlanguage model written to {out}")
@@ -181,7 +181,7 @@ def cmd_train(args) -> int:
     lm, learn = ulmfit_stages(df, run, args.text_col, args.label_col, extra, pretrained, _config(args), args.lm_epochs,
                               args.clas_epochs, args.lm_lr, args.clas_lr, args.bs, args.seq_len, args.valid_pct,
                               args.seed, args.device, args.backwards, what=what, cbs=[best], discr=args.discr,
-                              schedule=args.schedule, gradual=args.gradual, amp=precision)
+                              schedule=args.schedule, gradual=args.gradual, amp=precision, clip=args.clip)
     learn.export(run / 'classifier')
     lm.export(run / 'lm')
     print(f"\nfinal validation accuracy: {_final(learn, 'accuracy'):.4f}")
@@ -313,6 +313,11 @@ def _positive(s: str) -> int:
     if n < 1: raise argparse.ArgumentTypeError(f'must be at least 1, got {n}')
     return n
 
+def _positive_float(s: str) -> float:
+    x = float(s)
+    if not 0 < x < float('inf'): raise argparse.ArgumentTypeError(f'must be a positive number, got {s}')
+    return x
+
 def _fraction(s: str) -> float:
     x = float(s)
     if not 0 <= x < 1: raise argparse.ArgumentTypeError(f'must be in [0, 1), got {x}')
@@ -353,12 +358,14 @@ def _add_fit(p, epochs: int, lr: float, drop_mult: float) -> None:
     p.add_argument('--lr', type=float, default=lr, help="learning rate (the last layer group's) (default: %(default)s)")
     p.add_argument('--drop-mult', type=float, default=drop_mult,
                    help='multiplies every dropout probability of the AWD-LSTM (default: %(default)s)')
-    _add_schedule(p)
+    _add_optim(p)
 
-def _add_schedule(p) -> None:
+def _add_optim(p) -> None:
     p.add_argument('--schedule', default='stlr', choices=SCHEDULES,
                    help="learning-rate schedule: ULMFiT's slanted triangular rates, one cycle (Adam's beta1 cycled "
                         "0.8-0.7-0.8), or constant (default: %(default)s)")
+    p.add_argument('--clip', type=_positive_float, default=None, metavar='MAX_NORM',
+                   help="clip the gradients' global norm to MAX_NORM before every step (default: no clipping)")
 
 def _add_sizes(p) -> None:
     g = p.add_argument_group('model size (default: the paper\'s AWD-LSTM, 400/1152/3; with --pretrained: its sizes)')
@@ -451,7 +458,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument('--clas-epochs', type=_positive, default=6, help='classifier epochs after gradual unfreezing (default: %(default)s)')
     p.add_argument('--lm-lr', type=float, default=1e-2, help="the language model's learning rate (default: %(default)s)")
     p.add_argument('--clas-lr', type=float, default=2e-2, help="the classifier's learning rate, halved while unfreezing (default: %(default)s)")
-    _add_schedule(p)
+    _add_optim(p)
     g = p.add_argument_group("ablations (the paper's Tables 6 and 7): switch one of ULMFiT's techniques off")
     g.add_argument('--no-discr', dest='discr', action='store_false', help='one learning rate for every layer group')
     g.add_argument('--no-stlr', dest='schedule', action='store_const', const='constant', default='stlr',

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from .bundle import check_writable
-from .callbacks import CheckpointCallback, CSVLogger, ProgressCallback
+from .callbacks import CheckpointCallback, CSVLogger, GradientClip, ProgressCallback
 from .core import default_device, set_seed
 from .metrics import Perplexity, accuracy
 from .models.awdlstm import AWDLSTM
@@ -122,6 +122,19 @@ def _fit_fn(learn, schedule: str):
     through the learner's `moms` ('one_cycle'), or a constant lr ('constant')."""
     return {'stlr': learn.fit_stlr, 'one_cycle': learn.fit_one_cycle, 'constant': learn.fit}[_check_schedule(schedule)]
 
+def _check_clip(clip, name: str = 'clip'):
+    "`clip` if it is None (no clipping) or a positive, finite number (the largest gradient norm), else a `ValueError`."
+    if clip is None: return None
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 < clip < float('inf'):
+        raise ValueError(f"{name} must be a positive number, the largest norm the gradients are clipped to "
+                         f"(0.25 or 1 are common), or None for no clipping; got {clip!r}")
+    return float(clip)
+
+def _add_clip(learn, clip, name: str = 'clip'):
+    "`learn` with its gradients' global norm clipped to `clip` before every step (`GradientClip`), unless `clip` is None."
+    if _check_clip(clip, name) is not None: learn.add_cb(GradientClip(clip))
+    return learn
+
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
     buf = io.BytesIO()
@@ -139,9 +152,10 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
              bs: int = 64, seq_len: int = 70, min_freq: int = 3, max_vocab: int = 60000, backwards: bool = False,
              tok=None, n_workers: int = 0, work_dir=None, checkpoint_minutes: float | None = 30., resume: bool = True,
              mixed_precision='auto', device=None, seed: int = 42, progress: bool = True, cbs=None,
-             source: str | None = None, valid_source: str | None = None) -> LMLearner:
+             clip: float | None = None, source: str | None = None, valid_source: str | None = None) -> LMLearner:
     "Train a language model on `corpus` (a path, or a list of texts) and `valid` (else a `valid_pct` split); export it to `out`."
     _check_schedule(schedule)
+    _check_clip(clip)
     out = Path(out)
     work = Path(work_dir) if work_dir is not None else out.with_name(out.name + '.work')
     set_seed(seed)
@@ -171,6 +185,7 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
     learn = language_model_learner(dls, AWDLSTM, config=config, drop_mult=drop_mult, metrics=[accuracy, Perplexity()],
                                    path=work, device=device)
     if not progress: learn.remove_cb(ProgressCallback)
+    _add_clip(learn, clip)
     precision = _set_precision(learn, mixed_precision)
     checkpoint = learn._file('pretrain')
     resume_from = 'pretrain' if resume and checkpoint.exists() else None
@@ -188,8 +203,9 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
     summary = {'corpus': source or _describe(corpus, max_docs),
                'valid': None if valid is None else valid_source or _describe(valid), 'documents': n_docs,
                'valid_documents': n_valid_docs, 'train_tokens': int(len(dls.train.ids)), 'vocab_size': len(dls.vocab),
-               'epochs': epochs, 'lr': lr, 'schedule': schedule, 'bs': bs, 'seq_len': seq_len, 'backwards': backwards,
-               'device': str(learn.device), 'mixed_precision': precision, 'seconds': round(time.time() - started, 1),
+               'epochs': epochs, 'lr': lr, 'schedule': schedule, 'clip': clip, 'bs': bs, 'seq_len': seq_len,
+               'backwards': backwards, 'device': str(learn.device), 'mixed_precision': precision,
+               'seconds': round(time.time() - started, 1),
                'final': {k: (None if pd.isna(v) else float(v)) for k, v in history.iloc[-1].items()}}
     files = {'training.json': summary, 'history.csv': history.to_csv(index=False).encode('utf-8'),
              'loss.png': _png(learn.recorder.plot_loss(skip_start=0))}

@@ -17,7 +17,7 @@ from .core import default_device, set_seed
 from .learner import Learner
 from .metrics import Perplexity, accuracy
 from .models.awdlstm import AWDLSTM
-from .pretrain import _check_schedule, _fit_fn, _set_precision, pretrain
+from .pretrain import _add_clip, _check_clip, _check_schedule, _fit_fn, _set_precision, pretrain
 from .text.data import TextDataLoaders
 from .ulmfit import (GradualUnfreezing, LMLearner, TextLearner, language_model_learner, model_sizes,
                                    pretrained_tokenizer, text_classifier_learner)
@@ -47,16 +47,18 @@ def _lrs(lr: float, n_groups: int, discr: bool):
 
 def lm_learner(texts, path, pretrained=None, config: dict | None = None, drop_mult: float = 0.3, bs: int = 32,
                seq_len: int = 40, valid_pct: float = 0.1, seed: int = 42, device=None, is_valid=None,
-               amp: str | None = None, **loader_kwargs) -> LMLearner:
+               amp: str | None = None, clip: float | None = None, **loader_kwargs) -> LMLearner:
     "A language model's learner on `texts` (tokenized like the `pretrained` bundle, if any), with accuracy and perplexity."
+    _check_clip(clip)
     tok = pretrained_tokenizer(pretrained, loader_kwargs.get('backwards', False)) if pretrained is not None else None
     df = pd.DataFrame({'text': list(texts)})
     split = dict(valid_pct=valid_pct) if is_valid is None else dict(valid_col='is_valid')
     if is_valid is not None: df['is_valid'] = list(is_valid)
     dls = TextDataLoaders.from_df(df, text_col='text', is_lm=True, seed=seed, bs=bs, seq_len=seq_len, tok=tok,
                                   progress=False, device=device, **split, **loader_kwargs)
-    return _with_precision(language_model_learner(dls, AWDLSTM, config=config, drop_mult=drop_mult, pretrained=pretrained,
-                                                  metrics=[accuracy, Perplexity()], path=path, device=device), amp)
+    lm = language_model_learner(dls, AWDLSTM, config=config, drop_mult=drop_mult, pretrained=pretrained,
+                                metrics=[accuracy, Perplexity()], path=path, device=device)
+    return _add_clip(_with_precision(lm, amp), clip)
 
 def fine_tune_lm(lm: LMLearner, epochs: int, lr: float, pretrained: bool, discr: bool = True,
                  schedule: str = 'stlr') -> LMLearner:
@@ -73,9 +75,11 @@ def fine_tune_lm(lm: LMLearner, epochs: int, lr: float, pretrained: bool, discr:
 def train_classifier(df: pd.DataFrame, lm: LMLearner, path, text_col: str = 'text', label_col: str = 'label',
                      epochs: int = 6, lr: float = 2e-2, drop_mult: float = 0.5, bs: int = 32, valid_pct: float = 0.1,
                      valid_col: str | None = None, seed: int = 42, device=None, cbs=None, discr: bool = True,
-                     schedule: str = 'stlr', gradual: bool = True, amp: str | None = None, cache_dir=None) -> TextLearner:
+                     schedule: str = 'stlr', gradual: bool = True, amp: str | None = None, clip: float | None = None,
+                     cache_dir=None) -> TextLearner:
     "Stage 3: a classifier on `lm`'s encoder: `gradual` unfreezing at `lr`/2, then `epochs` of all layers (`cbs` in that fit)."
     _check_schedule(schedule)
+    _check_clip(clip)
     lm.save_encoder('encoder')
     dls = TextDataLoaders.from_df(df, text_col=text_col, label_col=label_col, text_vocab=lm.dls.vocab, tok=lm.dls.tokenizer,
                                   backwards=lm.dls.text_block.backwards, valid_pct=valid_pct, valid_col=valid_col,
@@ -83,7 +87,7 @@ def train_classifier(df: pd.DataFrame, lm: LMLearner, path, text_col: str = 'tex
     learn = text_classifier_learner(dls, AWDLSTM, config=model_sizes(lm.model_spec['config']), drop_mult=drop_mult,
                                     metrics=accuracy, path=path, device=device)
     learn.load_encoder('encoder')
-    _with_precision(learn, amp)
+    _add_clip(_with_precision(learn, amp), clip)
     n_groups = len(learn.layer_groups)
     fit = _fit_fn(learn, schedule)
     if gradual: fit(n_groups - 1, _lrs(lr / 2, n_groups, discr), cbs=GradualUnfreezing())
@@ -95,10 +99,11 @@ def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str
                   lm_lr: float = 1e-2, clas_lr: float = 2e-2, bs: int = 32, seq_len: int = 40, valid_pct: float = 0.1,
                   seed: int = 42, device=None, backwards: bool = False, what: str = 'texts', cbs=None,
                   valid_col: str | None = None, discr: bool = True, schedule: str = 'stlr', gradual: bool = True,
-                  lm_drop_mult: float = 0.3, clas_drop_mult: float = 0.5,
-                  amp: str | None = None) -> tuple[LMLearner, TextLearner]:
+                  lm_drop_mult: float = 0.3, clas_drop_mult: float = 0.5, amp: str | None = None,
+                  clip: float | None = None) -> tuple[LMLearner, TextLearner]:
     "ULMFiT's fine-tuning stages, printing their tables: a language model on the texts and `extra_texts`, then a classifier."
     _check_schedule(schedule)  # before an hour of language-model training
+    _check_clip(clip)
     print(f'\nStage 2: fine-tune a language model on the {what}')
     texts = [*df[text_col], *extra_texts]
     # with a validation column, the LM validates on the same documents as the classifier (never trains on them)
@@ -107,12 +112,13 @@ def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str
     with tempfile.TemporaryDirectory() as cache:
         lm = lm_learner(texts, path, pretrained, config, drop_mult=lm_drop_mult, bs=bs, seq_len=seq_len,
                         valid_pct=valid_pct, seed=seed, device=device, backwards=backwards, is_valid=is_valid, amp=amp,
-                        cache_dir=cache)
+                        clip=clip, cache_dir=cache)
         fine_tune_lm(lm, lm_epochs, lm_lr, pretrained=pretrained is not None, discr=discr, schedule=schedule)
         print('\nStage 3: a classifier on the fine-tuned encoder' + (', gradual unfreezing then all layers' if gradual else ''))
         learn = train_classifier(df, lm, path, text_col, label_col, clas_epochs, clas_lr, drop_mult=clas_drop_mult,
                                  bs=bs, valid_pct=valid_pct, valid_col=valid_col, seed=seed, device=device, cbs=cbs,
-                                 discr=discr, schedule=schedule, gradual=gradual, amp=amp, cache_dir=cache)
+                                 discr=discr, schedule=schedule, gradual=gradual, amp=amp, clip=clip,
+                                 cache_dir=cache)
     return lm, learn
 
 def wiki_sample() -> Path:
