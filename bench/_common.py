@@ -93,7 +93,7 @@ def add_recipe_args(p, clas_epochs, drop_mults, seed_help='the seed of the data 
     p.add_argument('--lm-drop-mult', type=float, default=drop_mults[0])
     p.add_argument('--clas-drop-mult', type=float, default=drop_mults[1])
     p.add_argument('--no-discr', dest='discr', action='store_false', help='one lr for every layer group')
-    p.add_argument('--schedule', default='stlr', choices=['stlr', 'one_cycle', 'constant'],
+    p.add_argument('--schedule', default='stlr', choices=['stlr', 'one_cycle', 'constant'],  # ulmfit_learner.SCHEDULES
                    help="ours' lr schedule: ULMFiT's STLR (the paper), one cycle with beta1 cycled 0.8-0.7-0.8, or constant")
     p.add_argument('--clip', type=float, default=None, help="clip the gradients' global norm to this before every step")
     p.add_argument('--no-stlr', dest='schedule', action='store_const', const='constant', default='stlr',

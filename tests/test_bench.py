@@ -45,3 +45,16 @@ def test_imdb_subset_runs_both_directions(tmp_path):
     assert res['n'] == {'train': 40, 'test': 40, 'unsup': 80}
     assert {'fwd', 'bwd', 'bidir'} <= set(res) and all(0 <= res[d]['test_error'] <= 1 for d in ('fwd', 'bwd', 'bidir'))
     assert '| bidir |' in out and not list((tmp_path / 'tmp').iterdir()), 'its temporary work folder is removed'
+
+
+def test_the_benchmarks_offer_the_librarys_schedules():
+    "bench/_common.py imports only the standard library (fastai's virtualenv reads it), so its list is a copy: kept equal here."
+    import argparse
+    sys.path.insert(0, str(BENCH))
+    try: from _common import add_recipe_args
+    finally: sys.path.remove(str(BENCH))
+    from ulmfit_learner import SCHEDULES
+    p = argparse.ArgumentParser()
+    add_recipe_args(p, clas_epochs=1, drop_mults=(1., 1.))
+    assert tuple(next(a for a in p._actions if a.dest == 'schedule' and a.choices).choices) == SCHEDULES
+    assert p.parse_args(['--no-stlr']).schedule == 'constant' and p.parse_args([]).schedule == 'stlr'

@@ -317,6 +317,17 @@ def test_options_that_do_not_go_together_exit_with_status_2(argv, message, data,
     assert err.count('\n') == 1 and message in err, err
 
 
+def _stopped(monkeypatch, name: str) -> dict:
+    "Replace `ulmfit_learner.cli.<name>` by a stand-in that keeps its keyword arguments (returned) and stops the command."
+    import ulmfit_learner.cli as cli
+    seen = {}
+    def stop(*args, **kwargs):
+        seen.update(kwargs)
+        raise ValueError('stopped by the test')
+    monkeypatch.setattr(cli, name, stop)
+    return seen
+
+
 @pytest.mark.parametrize('command, argv, expected', [
     ('train', [], 'stlr'), ('train', ['--schedule', 'one_cycle'], 'one_cycle'), ('train', ['--no-stlr'], 'constant'),
     ('finetune-lm', ['--schedule', 'one_cycle'], 'one_cycle'), ('finetune-lm', [], 'stlr'),
@@ -324,13 +335,7 @@ def test_options_that_do_not_go_together_exit_with_status_2(argv, message, data,
 ])
 def test_schedule_options_reach_the_recipe(command, argv, expected, data, tmp_path, monkeypatch, capsys):
     "`--schedule` (and `--no-stlr`) reach the function that trains; the training itself is stopped at once."
-    import ulmfit_learner.cli as cli
-    seen = {}
-    def stop(*args, **kwargs):
-        seen.update(kwargs)
-        raise ValueError('stopped by the test')
-    name = {'train': 'ulmfit_stages', 'finetune-lm': 'fine_tune_lm', 'pretrain': 'pretrain'}[command]
-    monkeypatch.setattr(cli, name, stop)
+    seen = _stopped(monkeypatch, {'train': 'ulmfit_stages', 'finetune-lm': 'fine_tune_lm', 'pretrain': 'pretrain'}[command])
     source = data / ('corpus.txt' if command == 'pretrain' else 'train.csv')
     assert main([command, str(source), '--out', str(tmp_path / 'out'), *SIZES, *FAST, *argv]) == 1
     assert 'stopped by the test' in capsys.readouterr().err and seen['schedule'] == expected
@@ -338,12 +343,7 @@ def test_schedule_options_reach_the_recipe(command, argv, expected, data, tmp_pa
 
 @pytest.mark.parametrize('command, name', [('train', 'ulmfit_stages'), ('finetune-lm', 'lm_learner'), ('pretrain', 'pretrain')])
 def test_clip_reaches_the_recipe(command, name, data, tmp_path, monkeypatch, capsys):
-    import ulmfit_learner.cli as cli
-    seen = {}
-    def stop(*args, **kwargs):
-        seen.update(kwargs)
-        raise ValueError('stopped by the test')
-    monkeypatch.setattr(cli, name, stop)
+    seen = _stopped(monkeypatch, name)
     source = data / ('corpus.txt' if command == 'pretrain' else 'train.csv')
     for argv, clip in ((['--clip', '0.25'], 0.25), ([], None)):
         seen.clear()

@@ -121,7 +121,7 @@ def test_classifier_penalizes_its_encoder_outputs(dls_clas, tmp_path, alpha, bet
         padded += int(pads.any())
         ar, tar = out.pow(2).mean().item(), (out[:, 1:] - out[:, :-1]).pow(2).mean().item()
         assert loss_grad == pytest.approx(loss + alpha * ar + beta * tar, rel=1e-5)
-    assert padded and alpha * ar > 1e-6 or alpha == 0, "a batch with padding was seen, and the penalty is not nil"
+    assert padded and (alpha == 0 or alpha * ar > 1e-6), "a batch with padding was seen, and the penalty is not nil"
 
 
 def test_gradual_unfreezing(dls_clas, tmp_path):

@@ -109,30 +109,31 @@ def _set_precision(learn, mixed_precision, name: str = 'mixed_precision') -> str
     {'bf16': learn.to_bf16, 'fp16': learn.to_fp16, None: learn.to_fp32}[precision]()
     return precision
 
-SCHEDULES = ('stlr', 'one_cycle', 'constant')  # what `schedule=` takes, here, in the recipe and on the command line
+_FITS = {'stlr': 'fit_stlr', 'one_cycle': 'fit_one_cycle', 'constant': 'fit'}  # schedule: the Learner method that fits it
+SCHEDULES = tuple(_FITS)  # what `schedule=` takes, here, in the recipe and on the command line
 
-def _check_schedule(schedule: str, name: str = 'schedule') -> str:
-    "`schedule` if it is one of `SCHEDULES`, else a `ValueError` naming them (`name`: the argument)."
+def _check_schedule(schedule: str) -> str:
+    "`schedule` if it is one of `SCHEDULES`, else a `ValueError` naming them."
     if schedule not in SCHEDULES:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, SCHEDULES))}, got {schedule!r}")
+        raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}, got {schedule!r}")
     return schedule
 
 def _fit_fn(learn, schedule: str):
     """`learn`'s fit for `schedule`: ULMFiT's slanted triangular lrs ('stlr'), one cycle with the momentum cycled
     through the learner's `moms` ('one_cycle'), or a constant lr ('constant')."""
-    return {'stlr': learn.fit_stlr, 'one_cycle': learn.fit_one_cycle, 'constant': learn.fit}[_check_schedule(schedule)]
+    return getattr(learn, _FITS[_check_schedule(schedule)])
 
-def _check_clip(clip, name: str = 'clip'):
+def _check_clip(clip) -> float | None:
     "`clip` if it is None (no clipping) or a positive, finite number (the largest gradient norm), else a `ValueError`."
     if clip is None: return None
     if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 < clip < float('inf'):
-        raise ValueError(f"{name} must be a positive number, the largest norm the gradients are clipped to "
+        raise ValueError("clip must be a positive number, the largest norm the gradients are clipped to "
                          f"(0.25 or 1 are common), or None for no clipping; got {clip!r}")
     return float(clip)
 
-def _add_clip(learn, clip, name: str = 'clip'):
-    "`learn` with its gradients' global norm clipped to `clip` before every step (`GradientClip`), unless `clip` is None."
-    if _check_clip(clip, name) is not None: learn.add_cb(GradientClip(clip))
+def _add_clip(learn, clip: float | None):
+    "`learn` with its gradients' global norm clipped to `clip` (checked by `_check_clip`) before every step, unless None."
+    if clip is not None: learn.add_cb(GradientClip(clip))
     return learn
 
 def _png(fig) -> bytes:
