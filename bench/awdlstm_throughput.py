@@ -12,6 +12,9 @@ and identical for both implementations.
         fastai's `awd_lstm_lm_config` with those values put in), bs=`--bs` (64), seq_len=`--seq-len` (70); the
         hidden state is carried from batch to batch (reset once before the warm-up), as in LM training.
         Tokens per step = bs * seq_len.
+  enc   (not run unless asked: `--tasks lm,enc,clas`) the LM's encoder alone, the embedding, its dropouts and the
+        three LSTMs, with the same batches and the mean square of the last layer's output as a stand-in loss: what
+        the LSTMs alone reach, without the decoder's 60k-way product and softmax.
   clas  the classifier: the same encoder config (= fastai's `awd_lstm_clas_config`), BPT3C with seq_len
         `--clas-seq-len` (72) and max_len `--max-len` (1440), the head's defaults (BatchNorm/Dropout/Linear to
         50, ReLU, BatchNorm/Dropout(0.1)/Linear to `--n-class` (2)). Each batch has `--bs` documents whose lengths
@@ -30,6 +33,12 @@ the fastai half only calls fastai's `AWD_LSTM`, `get_language_model`, `get_text_
 Reported per child: ms/step (mean, median, min, max), tokens/s (total tokens / total timed time), peak RSS
 (`ru_maxrss`, whole process; RSS after the model is built too), and on CUDA the peak allocated GPU memory of the
 timed steps. Then a markdown table and a ratio table (ours tokens/s / fastai tokens/s; > 1 means ours is faster).
+For the LM, a third table puts the tokens/s in hardware terms: the step's matrix-product FLOPs (3x the forward's:
+the LSTMs' gate products and the decoder's, counted from the config), the TFLOP/s that makes, and its share of
+what a plain (8192 x 8192) @ (8192 x 8192) product reaches on the same GPU in the same dtype, measured by the
+parent after the children (`--no-peak` skips it; on a CPU it is not measured: there oneDNN's fused LSTM was seen
+outrunning torch's fp32 matmul, so a matmul is no ceiling). The LSTMs' share of the FLOPs is given too: at the
+paper's size with a 60k vocabulary the decoder does about half of them; `--tasks enc` times the LSTMs alone.
 
 How to run (from the repository root):
 
@@ -67,7 +76,8 @@ import argparse, json, os, sys, time
 from _common import (cur_rss_mb as _cur_rss_mb, fmt, loadavg as _loadavg, machine_facts, md_table, rss_mb as _rss_mb,
                      run_child as run_in_child)
 
-TASKS = ('lm', 'clas')
+TASKS = ('lm', 'clas', 'enc')
+DEFAULT_TASKS = ('lm', 'clas')
 IMPLS = ('ours', 'fastai')
 PAPER_DROPOUTS = dict(output_p=0.4, hidden_p=0.3, input_p=0.4, embed_p=0.05, weight_p=0.5)
 FIRST_ID = 9  # fastai's special tokens are ids 0-8 (1 = xxpad)
@@ -125,7 +135,7 @@ def build(args):
     if args.impl == 'fastai':
         from fastai.text.all import (AWD_LSTM, get_language_model, get_text_classifier, awd_lstm_lm_config,
                                      awd_lstm_clas_config)
-        if args.task == 'lm':
+        if args.task in ('lm', 'enc'):
             cfg = dict(awd_lstm_lm_config); cfg.update(enc); cfg.update(tie_weights=True, out_bias=True)
             model = get_language_model(AWD_LSTM, args.vocab, config=cfg)
         else:
@@ -135,13 +145,15 @@ def build(args):
         config_used = {k: v for k, v in cfg.items()}
     else:
         from ulmfit_learner.models.awdlstm import AWDLSTM, get_language_model
-        if args.task == 'lm':
+        if args.task in ('lm', 'enc'):
             model = get_language_model(AWDLSTM, args.vocab, config=dict(enc))
         else:
             from ulmfit_learner.models.classifier import get_text_classifier
             model = get_text_classifier(AWDLSTM, args.vocab, args.n_class, seq_len=args.clas_seq_len,
                                         max_len=args.max_len, config=dict(enc))
         config_used = dict(enc)
+    if args.task == 'enc':   # the encoder alone: embedding, dropouts and the three LSTMs
+        model = model[0] if args.impl == 'fastai' else model.encoder
     return model.to(args.device), config_used
 
 
@@ -172,7 +184,7 @@ def run_child(args):
     if dev.type == 'cuda':
         res['gpu'] = torch.cuda.get_device_name(dev)
     n = args.warmup + args.batches
-    if args.task == 'lm':
+    if args.task in ('lm', 'enc'):
         data = lm_batches(args, n)
         toks = [x.numel() for x, _ in data]
         res.update(seq_len=args.seq_len)
@@ -202,7 +214,8 @@ def run_child(args):
         with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             out = model(x)
             logits = _logits(out)
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
+            if args.task == 'enc': loss = logits.float().pow(2).mean()   # a stand-in loss on the LSTMs' output
+            else: loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
             if res['ar_tar']: loss = loss + _ar_tar(model, out, args.impl)
         if scaler is not None:
             scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
@@ -247,6 +260,58 @@ def spawn(task, impl, args):
 def _f(v, nd=1): return fmt(v, nd)
 
 
+def lm_flops_per_token(cfg, vocab):
+    """The language model's forward matrix-product FLOPs per token, (LSTM layers, decoder): a layer of input size i and
+    hidden size h does 2 * 4h * (i + h) (the four gates' input and hidden products), the tied decoder 2 * emb * vocab.
+    A training step does about 3x the forward's (the backward computes the gradients of both the inputs and the
+    weights). Element-wise work (gates, dropout masks, softmax) and the embedding lookup are left out."""
+    emb, hid, n = cfg['emb_sz'], cfg['n_hid'], cfg['n_layers']
+    ins = [emb] + [hid] * (n - 1)
+    outs = [hid] * (n - 1) + [emb]
+    return sum(2 * 4 * h * (i + h) for i, h in zip(ins, outs)), 2 * emb * vocab
+
+
+def matmul_peak(device, amp, n=None, reps=10):
+    """What this device's matrix products reach in the dtype the step computes in (bf16/fp16 under autocast, else
+    fp32, TF32 left at torch's default), in TFLOP/s: the mean of `reps` (n x n) @ (n x n) products after 3 warm-ups.
+    The yardstick for the model's share of the hardware: a bigger number than any LSTM step can reach."""
+    import torch
+    dev = torch.device(device)
+    dtype = {'none': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}[amp]
+    n = n or (8192 if dev.type == 'cuda' else 2048)
+    g = torch.Generator(device=dev).manual_seed(0)
+    a = torch.randn(n, n, device=dev, dtype=dtype, generator=g)
+    b = torch.randn(n, n, device=dev, dtype=dtype, generator=g)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
+    for _ in range(3): a @ b
+    sync()
+    t = time.perf_counter()
+    for _ in range(reps): a @ b
+    sync()
+    return dict(n=n, dtype=str(dtype).replace('torch.', ''), tflops=2 * n ** 3 * reps / (time.perf_counter() - t) / 1e12)
+
+
+def add_flops(results, peak):
+    "The LM and encoder rows' achieved TFLOP/s (3x the forward's over the measured tokens/s) and their share of `peak`."
+    for r in results:
+        if 'error' in r or r['task'] not in ('lm', 'enc'): continue
+        lstm, dec = lm_flops_per_token(r['config'], r['vocab'])
+        if r['task'] == 'enc': dec = 0
+        r.update(lm_fwd_flops_per_token=lstm + dec, lstm_flops_share=lstm / (lstm + dec),
+                 tflops=3 * (lstm + dec) * r['tokens_per_s'] / 1e12)
+        if peak: r['share_of_matmul_peak'] = r['tflops'] / peak['tflops']
+
+
+def flops_table(results, peak):
+    rows = [[r['impl'], r['task'], f"{r['device']}/{r['amp']}", f"{r['lm_fwd_flops_per_token'] / 1e6:.1f}",
+             f"{100 * r['lstm_flops_share']:.0f}%", _f(r['tflops'], 2),
+             f"{100 * r['share_of_matmul_peak']:.1f}%" if 'share_of_matmul_peak' in r else '-']
+            for r in results if 'tflops' in r]
+    head = ['impl', 'task', 'device/amp', 'fwd MFLOP/token', 'LSTM share', 'TFLOP/s (3x fwd)',
+            f"of the {peak['dtype']} matmul peak ({peak['tflops']:.1f} TFLOP/s, n={peak['n']})" if peak else 'of peak']
+    return md_table(head, rows, n_text=3)
+
+
 def summary(results):
     headers = ['impl', 'task', 'device/amp', 'threads', 'tokens/step', 'ms/step mean', 'median', 'min', 'max', 'tokens/s',
                'peak RSS MB', 'GPU peak MB', 'load before/after']
@@ -274,7 +339,7 @@ def ratios(results):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--tasks', default=','.join(TASKS), help=f'comma-separated, of {TASKS}')
+    ap.add_argument('--tasks', default=','.join(DEFAULT_TASKS), help=f'comma-separated, of {TASKS}')
     ap.add_argument('--impls', default='ours,fastai', help='comma-separated, of ours,fastai (fastai needs --fastai-python)')
     ap.add_argument('--fastai-python', default=None, help='a Python with fastai 2.8.12 installed; without it, ours only')
     ap.add_argument('--device', default='cpu', help='cpu, cuda, cuda:1, ...')
@@ -291,6 +356,8 @@ def main():
     ap.add_argument('--batches', type=int, default=10, help='timed steps')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--ar-tar', action='store_true', help='LM: add AR (2) and TAR (1) to the loss')
+    ap.add_argument('--no-peak', action='store_true',
+                    help="CUDA: skip measuring the GPU's matrix-product peak (the yardstick of the TFLOP/s table)")
     ap.add_argument('--json-out', default=None)
     ap.add_argument('--impl', choices=IMPLS, default=None, help=argparse.SUPPRESS)   # internal: child mode
     ap.add_argument('--task', choices=TASKS, default=None, help=argparse.SUPPRESS)
@@ -323,10 +390,19 @@ def main():
           f"docs {args.doc_min}-{args.doc_max} tokens, seq_len={args.clas_seq_len}, max_len={args.max_len}; "
           f"vocab {args.vocab:,}; {args.warmup} warm-up + {args.batches} timed steps"
           + (f'; fastai 2.8.12 in {args.fastai_python}' if args.fastai_python else ''))
+    if {'lm', 'enc'} & set(tasks):
+        on_gpu = args.device.startswith('cuda')
+        doc['matmul_peak'] = matmul_peak(args.device, args.amp) if on_gpu and not args.no_peak else None
+        add_flops(doc['results'], doc['matmul_peak'])
+        if args.json_out:
+            with open(args.json_out, 'w') as f: json.dump(doc, f, indent=1)
     print(summary(doc['results']))
     if len(impls) > 1:
         print()
         print(ratios(doc['results']))
+    if any('tflops' in r for r in doc['results']):
+        print()
+        print(flops_table(doc['results'], doc['matmul_peak']))
 
 
 if __name__ == '__main__':

@@ -17,8 +17,10 @@ def run(script: str, tmp_path: Path, *args: str) -> tuple[dict, str]:
     "Run a benchmark script; its JSON results and its standard output."
     out, tmp = tmp_path / 'result.json', tmp_path / 'tmp'
     tmp.mkdir()
+    # torch's compile cache goes to TMPDIR unless named: named here, so that `tmp` holds only what the script leaves
+    env = dict(os.environ, OMP_NUM_THREADS='1', TMPDIR=str(tmp), TORCHINDUCTOR_CACHE_DIR=str(tmp_path / 'inductor'))
     p = subprocess.run([sys.executable, str(BENCH / script), *args, '--json-out', str(out)], capture_output=True,
-                       text=True, timeout=900, env=dict(os.environ, OMP_NUM_THREADS='1', TMPDIR=str(tmp)), cwd=tmp_path)
+                       text=True, timeout=900, env=env, cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads(out.read_text()), p.stdout
 
@@ -58,3 +60,53 @@ def test_the_benchmarks_offer_the_librarys_schedules():
     add_recipe_args(p, clas_epochs=1, drop_mults=(1., 1.))
     assert tuple(next(a for a in p._actions if a.dest == 'schedule' and a.choices).choices) == SCHEDULES
     assert p.parse_args(['--no-stlr']).schedule == 'constant' and p.parse_args([]).schedule == 'stlr'
+
+
+def test_throughput_bench_counts_the_language_models_flops(tmp_path):
+    """The throughput benchmark's hardware figures: FLOPs per token counted from the config (checked by hand here),
+    3x the forward's per step, the encoder task without the decoder; no matmul yardstick on a CPU."""
+    res, out = run('awdlstm_throughput.py', tmp_path, '--impls', 'ours', '--tasks', 'lm,enc', '--vocab', '100',
+                   '--bs', '2', '--seq-len', '8', '--warmup', '1', '--batches', '2')
+    lstm = 2 * 4 * 1152 * (400 + 1152) + 2 * 4 * 1152 * (1152 + 1152) + 2 * 4 * 400 * (1152 + 400)
+    by_task = {r['task']: r for r in res['results']}
+    assert set(by_task) == {'lm', 'enc'} and res['matmul_peak'] is None
+    assert by_task['lm']['lm_fwd_flops_per_token'] == lstm + 2 * 400 * 100
+    assert by_task['enc']['lm_fwd_flops_per_token'] == lstm and by_task['enc']['lstm_flops_share'] == 1
+    for r in by_task.values():
+        assert r['tflops'] == pytest.approx(3 * r['lm_fwd_flops_per_token'] * r['tokens_per_s'] / 1e12)
+        assert 'share_of_matmul_peak' not in r
+    assert '| ours | enc | cpu/none | 40.5 | 100% |' in out
+
+
+def test_matmul_peak_gives_a_rate_and_shares_of_it():
+    sys.path.insert(0, str(BENCH))
+    try: import awdlstm_throughput as bench
+    finally: sys.path.remove(str(BENCH))
+    peak = bench.matmul_peak('cpu', 'none', n=64, reps=2)
+    assert peak['n'] == 64 and peak['dtype'] == 'float32' and peak['tflops'] > 0
+    rows = [dict(impl='ours', task='lm', device='cpu', amp='none', vocab=10, tokens_per_s=1e6,
+                 config=dict(emb_sz=4, n_hid=8, n_layers=2)), dict(impl='ours', task='clas', error='child exited 1')]
+    bench.add_flops(rows, dict(peak, tflops=1.))
+    fwd = 2 * 4 * 8 * (4 + 8) + 2 * 4 * 4 * (8 + 4) + 2 * 4 * 10
+    assert rows[0]['lm_fwd_flops_per_token'] == fwd and rows[0]['share_of_matmul_peak'] == pytest.approx(3 * fwd * 1e6 / 1e12)
+    assert 'tflops' not in rows[1]
+
+
+def test_pretrain_speed_probe_runs_and_extrapolates(tmp_path):
+    corpus = DATA / 'general-corpus' / 'valid.txt.xz'
+    if not corpus.exists(): pytest.skip('needs ../shared/data/general-corpus')
+    res, out = run('pretrain_speed.py', tmp_path, str(corpus), '--size', 'tiny', '--max-docs', '4', '--epochs', '2',
+                   '--device', 'cpu')
+    assert len(res['epoch_seconds']) == len(res['valid_perplexity']) == 2 and res['mixed_precision'] is None
+    assert 1 < res['tokens_per_word'] < 2 and res['train_tokens'] > 0 and res['seconds_before_training'] > 0
+    rate = res['train_tokens'] / res['epoch_seconds'][-1]
+    assert res['general_corpus_epoch_hours'] == pytest.approx(26_531_314 * res['tokens_per_word'] / rate / 3600)
+    assert '| 2 |' in out and 'one epoch over general-corpus/train' in out
+
+
+def test_the_gpu_session_runs_every_cuda_test():
+    "bench/gpu_session.sh names the test files it runs with -m cuda: every file with a CUDA test must be among them."
+    script = (BENCH / 'gpu_session.sh').read_text()
+    tests = Path(__file__).resolve().parent
+    with_cuda = {p.name for p in tests.glob('test_*.py') if 'pytest.mark.cuda' in p.read_text() and p.name != Path(__file__).name}
+    assert with_cuda and with_cuda <= {p.name for p in tests.glob('test_*.py') if f'tests/{p.name}' in script}
