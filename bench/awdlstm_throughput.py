@@ -71,7 +71,7 @@ to be about the models only.) `--ar-tar` adds AR (alpha 2) and TAR (beta 1) to t
 training does (off by default). Output: a machine-facts JSON line, one JSON line per child on stdout, then the
 tables; `--json-out FILE` writes everything as one JSON document (rewritten after every child).
 """
-import argparse, json, os, sys, time
+import argparse, json, sys, time
 
 from _common import (cur_rss_mb as _cur_rss_mb, fmt, loadavg as _loadavg, machine_facts, md_table, rss_mb as _rss_mb,
                      run_child as run_in_child)

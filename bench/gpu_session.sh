@@ -25,8 +25,6 @@ DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-log="$OUT/$stage.log"
-exec > >(tee -a "$log") 2>&1
 say() { echo; echo "== $(date -u +%H:%M:%S) $*"; }
 
 case $stage in
@@ -34,15 +32,15 @@ case $stage in
   pretrain) wheels=$GPU_DIR/whl-spacy ;;
   *) echo "unknown stage $stage (models or pretrain)"; exit 2 ;;
 esac
+
+run_stage() {
 say "install $(ls "$wheels"/*.whl 2>/dev/null | wc -l) wheels from $wheels into $SITE"
 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$wheels"/*.whl \
   || { echo "the wheels did not install: run bench/gpu_prepare.sh here and carry $wheels"; exit 1; }
 export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 # The tests read ../shared/data, which does not travel: the slices they need were carried in $GPU_DIR/data
-if [ ! -e ../shared/data/trec/train.csv ]; then
-  mkdir -p ../shared/data && cp -r "$GPU_DIR/data/." ../shared/data/ || exit 1
-fi
+[ -e ../shared/data/trec/train.csv ] || export ULMFIT_SHARED_DATA="$(cd "$GPU_DIR/data" && pwd)"
 
 say "machine"
 nvidia-smi 2>&1 | head -15
@@ -72,4 +70,8 @@ else
     --n-workers 8 --epochs 2 "${P[@]}" --json-out "$OUT/pretrain_speed.json" || fail=1
 fi
 say "done, $( [ $fail = 0 ] && echo 'every step passed' || echo 'SOME STEP FAILED (above)')"
-exit $fail
+return $fail
+}
+
+run_stage 2>&1 | tee -a "$OUT/$stage.log"
+exit "${PIPESTATUS[0]}"

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny synthetic data, a small model with three layer groups (one of them holding a BatchNorm),
 and a factory for learners that write their files under pytest's `tmp_path`."""
 import os
+from pathlib import Path
 
 os.environ['MPLBACKEND'] = 'Agg'  # before anything imports matplotlib: lr_find and the recorder plot without a display
 
@@ -16,6 +17,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from ulmfit_learner import DataLoaders, Learner, ProgressCallback, set_seed
 
 N_IN, N_CLASS = 4, 3
+# The real datasets (../shared/data beside the checkout); ULMFIT_SHARED_DATA points elsewhere, as on the GPU machine,
+# where ../shared does not travel (bench/gpu_session.sh)
+DATA = Path(os.environ.get('ULMFIT_SHARED_DATA') or Path(__file__).resolve().parents[2] / 'shared' / 'data')
 
 
 def make_data(kind: str = 'cls', n: int = 16, seed: int = 0) -> TensorDataset:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import DATA
+
 BENCH = Path(__file__).resolve().parents[1] / 'bench'
-DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
 TINY = ['--size', 'tiny', '--lm-epochs', '1', '--clas-epochs', '1']
 
 

@@ -1,15 +1,13 @@
 """The callbacks and metrics shipped with the engine, each driven through a real fit."""
 import io
 import math
-import warnings
 
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 
 from ulmfit_learner import (AvgMetric, CSVLogger, EarlyStoppingCallback, F1Score, GradientClip, Perplexity,
-                            ProgressCallback, SaveModelCallback, TerminateOnNaN, accuracy, error_rate)
+                            ProgressCallback, SaveModelCallback, accuracy, error_rate)
 from conftest import make_dls
 
 

@@ -2,8 +2,6 @@
 import pytest
 import torch
 
-from conftest import make_dls
-
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 
 

@@ -17,7 +17,8 @@ from ulmfit_learner.callbacks import ProgressCallback
 from ulmfit_learner.text.tokenize import DEFAULT_PRE_RULES
 from ulmfit_learner.ulmfit import language_model_learner, text_classifier_learner
 
-DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
+from conftest import DATA
+
 SMALL = dict(emb_sz=16, n_hid=32, n_layers=2)
 pytestmark = pytest.mark.usefixtures('one_thread')
 QUESTIONS = ['How far is it from Denver to Aspen ?', 'Who wrote Hamlet ?', 'What is the capital of Peru ?',

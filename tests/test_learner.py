@@ -1,14 +1,12 @@
 """The Learner's contract: events, cancels, layer groups and their learning rates, freezing, schedules, the LR finder,
 predictions in dataset order, save/load and resume."""
-import math
-
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from ulmfit_learner import (EVENTS, Callback, CallbackError, CancelBatch, CancelEpoch, CancelFit, CancelTrain,
-                            CancelValidate, CheckpointCallback, DataLoaders, ParamScheduler, accuracy, get_rng_state,
+                            CancelValidate, CheckpointCallback, ParamScheduler, accuracy,
                             one_cycle_lr, one_cycle_mom, sched_lin, set_seed, stlr)
 from conftest import make_data, make_dls
 

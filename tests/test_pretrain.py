@@ -2,7 +2,6 @@
 resume after a crash mid-epoch, clear errors, and the bundle used as a pretrained model."""
 import json
 import lzma
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,9 +11,8 @@ from ulmfit_learner import AWD_LSTM, Callback, CallbackError, TextDataLoaders, l
 from ulmfit_learner.pretrain import pretrain, read_corpus
 from ulmfit_learner.ulmfit import language_model_learner
 
-from conftest import requires_cuda
+from conftest import DATA, requires_cuda
 
-DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
 TINY = dict(emb_sz=16, n_hid=32, n_layers=2)
 ARGS = dict(config=TINY, epochs=2, lr=1e-2, bs=8, seq_len=16, progress=False, device='cpu')
 pytestmark = pytest.mark.usefixtures('one_thread')

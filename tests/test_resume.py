@@ -1,6 +1,5 @@
 """Checkpoints during an epoch (every N minutes) and exact resumption: a run killed mid-epoch and resumed from its
 last checkpoint ends with bit-for-bit the weights, losses and learning rates of the run that was never stopped."""
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,7 +9,8 @@ from ulmfit_learner import AWD_LSTM, Callback, CallbackError, CheckpointCallback
 from ulmfit_learner.callbacks import ProgressCallback
 from ulmfit_learner.ulmfit import language_model_learner
 
-DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
+from conftest import DATA
+
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
@@ -68,7 +68,6 @@ def test_checkpoints_only_as_often_as_asked(trec, tmp_path):
 
 def test_resume_at_an_epoch_boundary_still_works(trec, tmp_path):
     full = run(trec, tmp_path / 'full', n_epoch=2)
-    n = len(full.dls.train)
     with pytest.raises(CallbackError, match='power cut'): run(trec, tmp_path / 'cut', cbs=[Crash(1, 0)], n_epoch=2)
     resumed = run(trec, tmp_path / 'cut', resume='ckpt', n_epoch=2)
     for k, v in full.model.state_dict().items(): assert torch.equal(v, resumed.model.state_dict()[k]), k

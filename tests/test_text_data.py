@@ -1,6 +1,5 @@
 """The three doors to text loaders (from_df/from_csv/from_folder, DataBlock, test_dl) on the shared datasets,
 ULMFiT's vocab hand-over, order restoration, and every bad input the data API promises to report."""
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +9,11 @@ import torch
 from torch import nn
 
 from ulmfit_learner import DataBlock, Learner, ProgressCallback, TextDataLoaders, set_seed
-from ulmfit_learner.text.data import (CategoryBlock, ColReader, ColSplitter, GrandparentSplitter, MultiCategoryBlock,
-                                      RandomSplitter, TextBlock, parent_label)
+from ulmfit_learner.text.data import (CategoryBlock, ColReader, GrandparentSplitter, RandomSplitter, TextBlock,
+                                      parent_label)
 
-DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
+from conftest import DATA
+
 SPECIALS = ['xxunk', 'xxpad', 'xxbos', 'xxeos', 'xxfld', 'xxrep', 'xxwrep', 'xxup', 'xxmaj']
 
 

@@ -4,7 +4,6 @@ import multiprocessing
 import os
 import pickle
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +15,7 @@ from ulmfit_learner.text.tokenize import (BOS, DEFAULT_POST_RULES, DEFAULT_PRE_R
                                           fix_html, join_fields, replace_all_caps, replace_maj, replace_rep,
                                           replace_wrep, rm_useless_spaces, spec_add_spaces, tokenize_texts, tokenwise)
 
-DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
+from conftest import DATA
 
 
 @pytest.fixture(scope='module')

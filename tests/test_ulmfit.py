@@ -1,6 +1,5 @@
 """The ULMFiT learners: the paper's defaults, encoders saved with their vocab and config and refused when they do
 not fit, and gradual unfreezing."""
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,7 +10,8 @@ from ulmfit_learner.callbacks import ProgressCallback
 from ulmfit_learner.ulmfit import (GradualUnfreezing, bidirectional_preds, language_model_learner,
                                    text_classifier_learner)
 
-DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
+from conftest import DATA
+
 SMALL = dict(emb_sz=16, n_hid=32, n_layers=2)
 pytestmark = pytest.mark.usefixtures('one_thread')
 

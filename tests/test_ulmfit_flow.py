@@ -1,7 +1,6 @@
 """The pieces fit together: text loaders -> AWD-LSTM language model -> its encoder in a classifier, trained through
 the Learner with layer groups, freezing, STLR and the RNN callbacks (tiny sizes, real TREC-6 questions)."""
 from functools import partial
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,7 +10,8 @@ from ulmfit_learner import (AWDLSTM, Adam, Learner, ModelResetter, Perplexity, P
                             TextDataLoaders, accuracy, awd_lstm_clas_split, awd_lstm_lm_split, get_language_model,
                             get_text_classifier, lm_loss, load_encoder, set_seed)
 
-DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
+from conftest import DATA
+
 SMALL = dict(emb_sz=32, n_hid=64, n_layers=2)
 pytestmark = pytest.mark.usefixtures('one_thread')
 
