@@ -8,7 +8,6 @@ Docs: https://ulmfit-learner.github.io/ulmfit_learner/callbacks.html.md"""
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 import warnings

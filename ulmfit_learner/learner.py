@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 from collections import namedtuple
 from pathlib import Path
 

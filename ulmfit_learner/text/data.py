@@ -7,7 +7,6 @@ Docs: https://ulmfit-learner.github.io/ulmfit_learner/text_data.html.md"""
 # %% ../../nbs/13_text_data.ipynb #451fcac1
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
