@@ -102,6 +102,9 @@ def add_recipe_args(p, clas_epochs, drop_mults, seed_help='the seed of the data 
     p.add_argument('--bidir', action='store_true', help='also the backward model; report the averaged classifiers')
     p.add_argument('--pretrained', default=None, help='a pretrained forward LM bundle (else no general-domain pretraining)')
     p.add_argument('--pretrained-bwd', default=None, help='a pretrained backward LM bundle, for --bidir')
+    p.add_argument('--vocab-from', default='train', choices=['train', 'all'],
+                   help="ours: the documents the vocabulary counts, the training ones or the validation ones too "
+                        "(fastai's recipe always counts both)")
     p.add_argument('--seed', type=int, default=42, help=seed_help)
     p.add_argument('--device', default=None)
     p.add_argument('--amp', default=None, choices=['bf16', 'fp16'])
@@ -124,7 +127,7 @@ def ours_by_direction(a, train, test, work, sizes, **stage_kwargs):
                                  lm_lr=a.lm_lr, clas_lr=a.clas_lr, bs=a.bs, seq_len=70, seed=a.seed, device=a.device,
                                  backwards=bwd, discr=a.discr, schedule=a.schedule, gradual=a.gradual,
                                  lm_drop_mult=a.lm_drop_mult, clas_drop_mult=a.clas_drop_mult, amp=a.amp, clip=a.clip,
-                                 **stage_kwargs)
+                                 vocab_from=a.vocab_from, **stage_kwargs)
         hist, acc = clas.recorder.values, clas.recorder.metric_names.index('accuracy')  # the last fit's epochs
         test_dl = clas.dls.test_dl(test.text, labels=test.label)
         probs, targs = clas.get_preds(dl=test_dl)

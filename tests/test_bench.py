@@ -27,9 +27,10 @@ def run(script: str, tmp_path: Path, *args: str) -> tuple[dict, str]:
 
 
 def test_trec6_runs_several_splits_and_averages_them(tmp_path):
-    res, out = run('trec6.py', tmp_path, '--impl', 'ours', *TINY, '--seeds', '3', '4')
+    res, out = run('trec6.py', tmp_path, '--impl', 'ours', *TINY, '--seeds', '3', '4', '--vocab-from', 'all')
     assert [(r['impl'], r['seed']) for r in res['runs']] == [('ours', 3), ('ours', 4)]
     assert res['args']['seeds'] == [3, 4] and res['args']['size'] == 'tiny', 'the args as given'
+    assert res['args']['vocab_from'] == 'all'
     for r in res['runs']:
         c = r['clas_fwd']
         assert 0 <= c['valid_error'] <= 1 and 0 <= c['test_error'] <= 1 and c['best_valid_error'] <= c['valid_error']

@@ -61,3 +61,20 @@ def test_clip_reaches_both_stages(questions, tmp_path):
 def test_bad_clip_is_refused_before_training(questions, tmp_path, capsys, clip):
     with pytest.raises(ValueError, match='clip must be a positive number'): stages(questions, tmp_path, clip=clip)
     assert 'Stage 2' not in capsys.readouterr().out
+
+
+def test_vocab_from_all_counts_the_validation_questions(questions, tmp_path):
+    """By default the vocabulary (the LM's, handed to the classifier) counts the training questions only; with
+    vocab_from='all' a word that only the validation questions hold gets a row of its own."""
+    qs = questions.assign(is_valid=[i % 10 == 0 for i in range(len(questions))])
+    qs.loc[qs.index[qs.is_valid][:3], 'text'] += ' zyzzyva'
+    for vocab_from, has in (('train', False), ('all', True)):
+        lm, clas = stages(qs, tmp_path / vocab_from, valid_col='is_valid', vocab_from=vocab_from)
+        assert ('zyzzyva' in lm.dls.vocab.stoi) == has and clas.dls.vocab is lm.dls.vocab
+        assert not any('zyzzyva' in t for t in qs.text[~qs.is_valid]), 'in validation questions only'
+
+
+def test_unknown_vocab_from_is_refused_before_training(questions, tmp_path):
+    with pytest.raises(ValueError, match=r"vocab_from='valid'.*'train'.*'all'"):
+        stages(questions, tmp_path, vocab_from='valid')
+    assert not (tmp_path / 'models').exists()

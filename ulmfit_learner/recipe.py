@@ -100,7 +100,7 @@ def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str
                   seed: int = 42, device=None, backwards: bool = False, what: str = 'texts', cbs=None,
                   valid_col: str | None = None, discr: bool = True, schedule: str = 'stlr', gradual: bool = True,
                   lm_drop_mult: float = 0.3, clas_drop_mult: float = 0.5, amp: str | None = None,
-                  clip: float | None = None) -> tuple[LMLearner, TextLearner]:
+                  clip: float | None = None, vocab_from: str = 'train') -> tuple[LMLearner, TextLearner]:
     "ULMFiT's fine-tuning stages, printing their tables: a language model on the texts and `extra_texts`, then a classifier."
     _check_schedule(schedule)  # before an hour of language-model training
     _check_clip(clip)
@@ -112,7 +112,7 @@ def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str
     with tempfile.TemporaryDirectory() as cache:
         lm = lm_learner(texts, path, pretrained, config, drop_mult=lm_drop_mult, bs=bs, seq_len=seq_len,
                         valid_pct=valid_pct, seed=seed, device=device, backwards=backwards, is_valid=is_valid, amp=amp,
-                        clip=clip, cache_dir=cache)
+                        clip=clip, cache_dir=cache, vocab_from=vocab_from)
         fine_tune_lm(lm, lm_epochs, lm_lr, pretrained=pretrained is not None, discr=discr, schedule=schedule)
         print('\nStage 3: a classifier on the fine-tuned encoder' + (', gradual unfreezing then all layers' if gradual else ''))
         learn = train_classifier(df, lm, path, text_col, label_col, clas_epochs, clas_lr, drop_mult=clas_drop_mult,

@@ -22,7 +22,7 @@ from .tokenize import _is_missing as _missing  # NaN, None, pandas' NA: one defi
 from .vocab import Vocab
 
 # %% auto #0
-__all__ = ['ColReader', 'parent_label', 'get_text_files', 'read_text_file', 'RandomSplitter', 'ColSplitter',
+__all__ = ['VOCAB_FROM', 'ColReader', 'parent_label', 'get_text_files', 'read_text_file', 'RandomSplitter', 'ColSplitter',
            'GrandparentSplitter', 'CategoryBlock', 'MultiCategoryBlock', 'TextBlock', 'DataBlock', 'TextDataLoaders']
 
 # %% ../../nbs/13_text_data.ipynb #965b359a
@@ -207,32 +207,37 @@ class MultiCategoryBlock:
     def decode(self, y) -> str: return ';'.join(c for c, on in zip(self.classes, y) if on > 0.5)
 
 # %% ../../nbs/13_text_data.ipynb #8c5cf48d
+VOCAB_FROM = ('train', 'all')  # the documents whose tokens the vocabulary counts
+
 class TextBlock:
     "Text to token ids: the tokenizer, the vocab settings, and whether the loaders serve a language model."
     def __init__(self, get_text: Callable | None = None, vocab=None, is_lm: bool = False, seq_len: int = 72,
                  backwards: bool = False, min_freq: int = 3, max_vocab: int = 60000, tok=None, n_workers: int = 0,
-                 cache_dir=None, vary_seq_len: bool = False, encoding: str = 'utf-8'):
+                 cache_dir=None, vary_seq_len: bool = False, encoding: str = 'utf-8', vocab_from: str = 'train'):
+        if vocab_from not in VOCAB_FROM:
+            raise ValueError(f"vocab_from={vocab_from!r}: the vocabulary counts the tokens of 'train' (the training "
+                             "documents) or 'all' (the validation documents too)")
         self.get_text, self.is_lm, self.seq_len, self.backwards = get_text, is_lm, seq_len, backwards
         self.vocab = None if vocab is None else (vocab if isinstance(vocab, Vocab) else Vocab(list(vocab)))
         self.min_freq, self.max_vocab, self.n_workers, self.cache_dir = min_freq, max_vocab, n_workers, cache_dir
-        self.vary_seq_len, self.encoding = vary_seq_len, encoding
+        self.vary_seq_len, self.encoding, self.vocab_from = vary_seq_len, encoding, vocab_from
         self.tokenizer = tok if isinstance(tok, Tokenizer) else Tokenizer(tok)
 
     @classmethod
     def from_df(cls, text_cols, vocab=None, is_lm: bool = False, seq_len: int = 72, backwards: bool = False,
                 min_freq: int = 3, max_vocab: int = 60000, tok=None, n_workers: int = 0, cache_dir=None,
-                vary_seq_len: bool = False) -> 'TextBlock':
+                vary_seq_len: bool = False, vocab_from: str = 'train') -> 'TextBlock':
         "Text from the DataFrame column(s) `text_cols` (several are joined with `xxfld` markers)."
         return cls(ColReader(text_cols), vocab, is_lm, seq_len, backwards, min_freq, max_vocab, tok, n_workers,
-                   cache_dir, vary_seq_len)
+                   cache_dir, vary_seq_len, vocab_from=vocab_from)
 
     @classmethod
     def from_folder(cls, path=None, vocab=None, is_lm: bool = False, seq_len: int = 72, backwards: bool = False,
                     min_freq: int = 3, max_vocab: int = 60000, tok=None, n_workers: int = 0, cache_dir=None,
-                    vary_seq_len: bool = False, encoding: str = 'utf-8') -> 'TextBlock':
+                    vary_seq_len: bool = False, encoding: str = 'utf-8', vocab_from: str = 'train') -> 'TextBlock':
         "Text from files (the items are paths); `path` is only informative, `DataBlock.get_items` lists the files."
         return cls(None, vocab, is_lm, seq_len, backwards, min_freq, max_vocab, tok, n_workers, cache_dir,
-                   vary_seq_len, encoding)
+                   vary_seq_len, encoding, vocab_from)
 
     def read(self, items) -> list:
         "The raw text of every item (files are read, columns are read all at once when possible)."
@@ -353,15 +358,17 @@ class DataBlock:
             y_valid = yb.encode([raw_y[i] for i in valid], 'validation', rows=keep[valid])
             labels = torch.zeros((len(keep), *y_train.shape[1:]), dtype=y_train.dtype)
             labels[torch.as_tensor(train)], labels[torch.as_tensor(valid)] = y_train, y_valid
-        # 4. tokens (a subword tokenizer learns its pieces from the training texts first), 5. vocab (training
-        # documents only), 6. ids per split
+        # 4. tokens (a subword tokenizer learns its pieces from the training texts first), 5. vocab (the training
+        # documents, or all of them with vocab_from='all'), 6. ids per split
         base = tb.tokenizer.tok
         if hasattr(base, 'train') and getattr(base, 'model', None) is None:
             tb.tokenizer.train([texts[i] for i in train], cache_dir=tb.cache_dir)
         corpus = tokenize_texts(texts, tb.tokenizer, n_workers=tb.n_workers, cache_dir=tb.cache_dir, progress=progress)
         vocab = tb.vocab
         if vocab is None:
-            vocab = Vocab.from_counts(corpus.tokens, _split_counts(corpus, train), min_freq=tb.min_freq, max_vocab=tb.max_vocab)
+            counted = train if tb.vocab_from == 'train' else np.concatenate([train, valid])
+            vocab = Vocab.from_counts(corpus.tokens, _split_counts(corpus, counted), min_freq=tb.min_freq,
+                                      max_vocab=tb.max_vocab)
         ids = vocab.remap(corpus.tokens)[corpus.ids]
         # 7. loaders
         if seed is None: seed = int(torch.randint(0, 2**31 - 1, ()).item())
@@ -415,12 +422,12 @@ class TextDataLoaders(DataLoaders):
                 backwards: bool = False, bs: int = 64, val_bs: int | None = None, text_vocab=None,
                 label_delim: str | None = None, tok=None, min_freq: int = 3, max_vocab: int = 60000, n_workers: int = 0,
                 cache_dir=None, drop_empty: bool = False, vary_seq_len: bool = False, progress: bool = True,
-                device=None) -> 'TextDataLoaders':
+                device=None, vocab_from: str = 'train') -> 'TextDataLoaders':
         "Loaders from a DataFrame: text in `text_col` (a name or a list of names), labels in `label_col` (ignored if `is_lm`)."
         if not isinstance(df, pd.DataFrame): raise TypeError(f"from_df needs a pandas DataFrame, got {type(df).__name__}")
         tb = TextBlock.from_df(text_col, vocab=text_vocab, is_lm=is_lm, seq_len=seq_len, backwards=backwards,
                                min_freq=min_freq, max_vocab=max_vocab, tok=tok, n_workers=n_workers,
-                               cache_dir=cache_dir, vary_seq_len=vary_seq_len)
+                               cache_dir=cache_dir, vary_seq_len=vary_seq_len, vocab_from=vocab_from)
         blocks, get_y = (tb,), None
         if not is_lm:  # the target block splits `label_delim` strings itself
             get_y = ColReader(label_col)
@@ -448,7 +455,7 @@ class TextDataLoaders(DataLoaders):
                     seq_len: int = 72, backwards: bool = False, bs: int = 64, val_bs: int | None = None,
                     text_vocab=None, tok=None, min_freq: int = 3, max_vocab: int = 60000, n_workers: int = 0,
                     cache_dir=None, encoding: str = 'utf-8', drop_empty: bool = False, vary_seq_len: bool = False,
-                    progress: bool = True, device=None) -> 'TextDataLoaders':
+                    progress: bool = True, device=None, vocab_from: str = 'train') -> 'TextDataLoaders':
         "Loaders from `path/train/<label>/*.txt` and `path/test/<label>/*.txt` (the aclImdb layout; `valid` names the second)."
         path = Path(path)
         folders = [train] if valid_pct is not None else [train, valid]
@@ -460,7 +467,8 @@ class TextDataLoaders(DataLoaders):
         if not files: raise ValueError(f"no .txt files found under {[str(path / f) for f in folders]}")
         tb = TextBlock.from_folder(path, vocab=text_vocab, is_lm=is_lm, seq_len=seq_len, backwards=backwards,
                                    min_freq=min_freq, max_vocab=max_vocab, tok=tok, n_workers=n_workers,
-                                   cache_dir=cache_dir, vary_seq_len=vary_seq_len, encoding=encoding)
+                                   cache_dir=cache_dir, vary_seq_len=vary_seq_len, encoding=encoding,
+                                   vocab_from=vocab_from)
         blocks = (tb,) if is_lm else (tb, CategoryBlock(vocab=classes))
         splitter = RandomSplitter(valid_pct, seed) if valid_pct is not None else GrandparentSplitter(train, valid)
         return DataBlock(blocks, get_y=None if is_lm else parent_label, splitter=splitter).dataloaders(
