@@ -102,7 +102,7 @@ def add_recipe_args(p, clas_epochs, drop_mults, seed_help='the seed of the data 
     p.add_argument('--bidir', action='store_true', help='also the backward model; report the averaged classifiers')
     p.add_argument('--pretrained', default=None, help='a pretrained forward LM bundle (else no general-domain pretraining)')
     p.add_argument('--pretrained-bwd', default=None, help='a pretrained backward LM bundle, for --bidir')
-    p.add_argument('--vocab-from', default='train', choices=['train', 'all'],
+    p.add_argument('--vocab-from', default='train', choices=['train', 'all'],  # ulmfit_learner.VOCAB_FROM
                    help="ours: the documents the vocabulary counts, the training ones or the validation ones too "
                         "(fastai's recipe always counts both)")
     p.add_argument('--seed', type=int, default=42, help=seed_help)

@@ -273,8 +273,9 @@ def lm_flops_per_token(cfg, vocab):
 
 def matmul_peak(device, amp, n=None, reps=10):
     """What this device's matrix products reach in the dtype the step computes in (bf16/fp16 under autocast, else
-    fp32, TF32 left at torch's default), in TFLOP/s: the mean of `reps` (n x n) @ (n x n) products after 3 warm-ups.
-    The yardstick for the model's share of the hardware: a bigger number than any LSTM step can reach."""
+    fp32), in TFLOP/s: the mean of `reps` (n x n) @ (n x n) products after 3 warm-ups. The yardstick for the model's
+    share of a GPU. TF32 is left at torch's defaults: off for this matmul, on for cuDNN's LSTM, so in fp32 an LSTM
+    may pass 100% of it; under bf16 autocast both run in bf16."""
     import torch
     dev = torch.device(device)
     dtype = {'none': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}[amp]

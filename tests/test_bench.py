@@ -52,15 +52,16 @@ def test_imdb_subset_runs_both_directions(tmp_path):
 
 
 def test_the_benchmarks_offer_the_librarys_schedules():
-    "bench/_common.py imports only the standard library (fastai's virtualenv reads it), so its list is a copy: kept equal here."
+    "bench/_common.py imports only the standard library (fastai's virtualenv reads it), so its lists are copies: kept equal here."
     import argparse
     sys.path.insert(0, str(BENCH))
     try: from _common import add_recipe_args
     finally: sys.path.remove(str(BENCH))
-    from ulmfit_learner import SCHEDULES
+    from ulmfit_learner import SCHEDULES, VOCAB_FROM
     p = argparse.ArgumentParser()
     add_recipe_args(p, clas_epochs=1, drop_mults=(1., 1.))
     assert tuple(next(a for a in p._actions if a.dest == 'schedule' and a.choices).choices) == SCHEDULES
+    assert tuple(next(a for a in p._actions if a.dest == 'vocab_from').choices) == VOCAB_FROM
     assert p.parse_args(['--no-stlr']).schedule == 'constant' and p.parse_args([]).schedule == 'stlr'
 
 

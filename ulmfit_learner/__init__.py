@@ -16,7 +16,7 @@ from .models.classifier import (PoolingLinearClassifier, SentenceEncoder, TextCl
                                 get_text_classifier, load_encoder, masked_concat_pool)
 from .optimizer import SGD, Adam, get_hyper, group_lrs, set_hyper
 from .text.data import (CategoryBlock, ColReader, ColSplitter, DataBlock, GrandparentSplitter, MultiCategoryBlock,
-                        RandomSplitter, TextBlock, TextDataLoaders, get_text_files, parent_label)
+                        RandomSplitter, TextBlock, TextDataLoaders, VOCAB_FROM, get_text_files, parent_label)
 from .text.loaders import LMDataLoader, SortedDataLoader
 from .text.tokenize import (DEFAULT_POST_RULES, DEFAULT_PRE_RULES, SPECIAL_TOKENS, SentencePieceTokenizer,
                             SpacyTokenizer, TokenizedCorpus, Tokenizer, fix_html, join_fields, replace_all_caps,
@@ -59,7 +59,7 @@ __all__ = [
     'Vocab', 'LMDataLoader', 'SortedDataLoader',
     # text: the data API
     'TextDataLoaders', 'DataBlock', 'TextBlock', 'CategoryBlock', 'MultiCategoryBlock', 'ColReader', 'RandomSplitter',
-    'ColSplitter', 'GrandparentSplitter', 'get_text_files', 'parent_label',
+    'ColSplitter', 'GrandparentSplitter', 'get_text_files', 'parent_label', 'VOCAB_FROM',
     # models: the AWD-LSTM language model and the ULMFiT classifier
     'AWDLSTMConfig', 'make_config', 'AWDLSTM', 'AWD_LSTM', 'EmbeddingDropout', 'LockedDropout', 'WeightDropout',
     'LinearDecoder', 'LanguageModel', 'get_language_model', 'awd_lstm_lm_split', 'FlattenedCrossEntropy', 'lm_loss',
