@@ -406,3 +406,12 @@ def test_command_line_entry_point(tmp_path):
     res = subprocess.run([str(exe), 'predict', str(tmp_path / 'nope'), 'a question'], capture_output=True, text=True)
     assert res.returncode == 1 and res.stdout == ''
     assert res.stderr == f"ulmfit predict: error: no model folder at {tmp_path / 'nope'}\n"
+
+
+def test_vocab_from_reaches_the_recipe(data, tmp_path, monkeypatch, capsys):
+    seen = _stopped(monkeypatch, 'ulmfit_stages')
+    for argv, vocab_from in ((['--vocab-from', 'all'], 'all'), ([], 'train')):
+        assert main(['train', str(data / 'train.csv'), '--out', str(tmp_path / 'out'), *SIZES, *FAST, *argv]) == 1
+        assert 'stopped by the test' in capsys.readouterr().err and seen['vocab_from'] == vocab_from
+    with pytest.raises(SystemExit) as e: main(['train', str(data / 'train.csv'), '--out', str(tmp_path / 'r'), '--vocab-from', 'test'])
+    assert e.value.code == 2 and "invalid choice: 'test'" in capsys.readouterr().err

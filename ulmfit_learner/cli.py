@@ -28,6 +28,7 @@ from .metrics import Perplexity, accuracy, as_metric
 from .pretrained import pretrained_path
 from .pretrain import SCHEDULES, MissingColumn, _describe, _resolve_precision, pretrain, read_corpus, read_lines
 from .recipe import DEMO_CONFIG, demo, fine_tune_lm, lm_learner, trec6, ulmfit_stages
+from .text.data import VOCAB_FROM
 from .ulmfit import LMLearner, TextLearner, load_learner
 
 # %% auto #0
@@ -181,7 +182,8 @@ def cmd_train(args) -> int:
     lm, learn = ulmfit_stages(df, run, args.text_col, args.label_col, extra, pretrained, _config(args), args.lm_epochs,
                               args.clas_epochs, args.lm_lr, args.clas_lr, args.bs, args.seq_len, args.valid_pct,
                               args.seed, args.device, args.backwards, what=what, cbs=[best], discr=args.discr,
-                              schedule=args.schedule, gradual=args.gradual, amp=precision, clip=args.clip)
+                              schedule=args.schedule, gradual=args.gradual, amp=precision, clip=args.clip,
+                              vocab_from=args.vocab_from)
     learn.export(run / 'classifier')
     lm.export(run / 'lm')
     print(f"\nfinal validation accuracy: {_final(learn, 'accuracy'):.4f}")
@@ -458,6 +460,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument('--clas-epochs', type=_positive, default=6, help='classifier epochs after gradual unfreezing (default: %(default)s)')
     p.add_argument('--lm-lr', type=float, default=1e-2, help="the language model's learning rate (default: %(default)s)")
     p.add_argument('--clas-lr', type=float, default=2e-2, help="the classifier's learning rate, halved while unfreezing (default: %(default)s)")
+    p.add_argument('--vocab-from', default='train', choices=VOCAB_FROM,
+                   help="the texts whose tokens the vocabulary counts: the training ones, or the held-out ones too "
+                        "(as fastai does; the validation accuracy is then a little optimistic) (default: %(default)s)")
     _add_optim(p)
     g = p.add_argument_group("ablations (the paper's Tables 6 and 7): switch one of ULMFiT's techniques off")
     g.add_argument('--no-discr', dest='discr', action='store_false', help='one learning rate for every layer group')
