@@ -271,7 +271,7 @@ def lm_flops_per_token(cfg, vocab):
     return sum(2 * 4 * h * (i + h) for i, h in zip(ins, outs)), 2 * emb * vocab
 
 
-def matmul_peak(device, amp, n=None, reps=10):
+def matmul_peak(device, amp, n=8192, reps=10):
     """What this device's matrix products reach in the dtype the step computes in (bf16/fp16 under autocast, else
     fp32), in TFLOP/s: the mean of `reps` (n x n) @ (n x n) products after 3 warm-ups. The yardstick for the model's
     share of a GPU. TF32 is left at torch's defaults: off for this matmul, on for cuDNN's LSTM, so in fp32 an LSTM
@@ -279,7 +279,6 @@ def matmul_peak(device, amp, n=None, reps=10):
     import torch
     dev = torch.device(device)
     dtype = {'none': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}[amp]
-    n = n or (8192 if dev.type == 'cuda' else 2048)
     g = torch.Generator(device=dev).manual_seed(0)
     a = torch.randn(n, n, device=dev, dtype=dtype, generator=g)
     b = torch.randn(n, n, device=dev, dtype=dtype, generator=g)

@@ -42,11 +42,12 @@ def main(argv=None):
 
     import torch
     from ulmfit_learner.pretrain import pretrain, read_corpus
-    words = sum(len(d.split()) for d in read_corpus(a.corpus, max_docs=a.max_docs))
+    texts = list(read_corpus(a.corpus, max_docs=a.max_docs))   # read once: counted here, trained on below
+    words = sum(len(d.split()) for d in texts)
     work = tempfile.mkdtemp(prefix='pretrain-speed-')
     try:
         t = time.perf_counter()
-        learn = pretrain(a.corpus, os.path.join(work, 'lm'), max_docs=a.max_docs, config=SIZES[a.size], epochs=a.epochs,
+        learn = pretrain(texts, os.path.join(work, 'lm'), config=SIZES[a.size], epochs=a.epochs,
                          valid_pct=a.valid_pct, n_workers=a.n_workers, device=a.device,
                          mixed_precision=None if a.precision == 'fp32' else a.precision, checkpoint_minutes=None,
                          progress=False)
@@ -73,7 +74,7 @@ def main(argv=None):
             for i, (s, r, p) in enumerate(zip(epoch_s, res['train_tokens_per_s'], res['valid_perplexity']))]
     print(f"\n{a.size} AWD-LSTM on {res['device']} ({res['gpu'] or 'no GPU'}), {res['mixed_precision'] or 'fp32'}; "
           f"{words:,} words -> {train_tokens:,} training tokens ({per_word:.2f} per word), vocab {res['vocab_size']:,}; "
-          f"{res['seconds_before_training']:.1f} s before the first epoch (reading, tokenizing, building)")
+          f"{res['seconds_before_training']:.1f} s before the first epoch (tokenizing, vocabulary, loaders, model)")
     print(md_table(['epoch', 'seconds', 'training tokens/s', 'valid perplexity'], rows, n_text=1))
     print(f"\none epoch over general-corpus/train ({TRAIN_WORDS:,} words) at the last epoch's rate: "
           f"{res['general_corpus_epoch_hours']:.2f} h")
