@@ -2,11 +2,11 @@
 # The GPU checks of issues 4 and 5, prepared to run on the lent GPU machine in two calls of the device tool, from
 # the repository root there, after `bash bench/gpu_prepare.sh` here (bench/README.md, "On a GPU"):
 #
-#   models    carry [".gpu/whl-fastai", ".gpu/data"]:  bash bench/gpu_session.sh models     (its steps' timeouts: 8.5 min)
+#   models    carry [".gpu/whl-fastai", ".gpu/data"]:  bash bench/gpu_session.sh models     (its steps' timeouts: 7 min)
 #             nvidia-smi; the CUDA tests of the engine, the loaders, the AWD-LSTM (cuDNN's fused kernel, seen by the
 #             profiler) and the classifier; the throughput benchmark ours vs fastai 2.8.12 in bf16 (LM, encoder
 #             alone, classifier) with the share of the GPU's bf16 matmul peak, and the LM in fp32
-#   pretrain  carry [".gpu/whl-spacy", ".gpu/data"]:   bash bench/gpu_session.sh pretrain   (7 min)
+#   pretrain  carry [".gpu/whl-spacy", ".gpu/data"]:   bash bench/gpu_session.sh pretrain   (5 min)
 #             the CUDA tests of mixed-precision pretraining (bf16, fp16 with its scaler, auto; resume after a
 #             crash), then bench/pretrain_speed.py: the paper-size model pretrained on general-corpus's valid split
 #             in bf16, and what one epoch over its train split would take
@@ -55,18 +55,18 @@ if [ "$stage" = models ]; then
   if [ -n "${QUICK:-}" ]; then B=(--vocab 2000 --bs 8 --doc-min 40 --doc-max 80 --warmup 1 --batches 2)
   else B=(--warmup 10 --batches 50); fi
   say "throughput, bf16 autocast: ours and fastai 2.8.12, LM, encoder alone, classifier"
-  timeout 240 "$PY" bench/awdlstm_throughput.py --device "$DEVICE" --amp bf16 --tasks lm,enc,clas "${B[@]}" \
+  timeout 200 "$PY" bench/awdlstm_throughput.py --device "$DEVICE" --amp bf16 --tasks lm,enc,clas "${B[@]}" \
     --fastai-python "$PY" --json-out "$OUT/throughput_bf16.json" || fail=1
   say "throughput, fp32: the LM and the encoder"
-  timeout 150 "$PY" bench/awdlstm_throughput.py --device "$DEVICE" --amp none --tasks lm,enc "${B[@]}" \
+  timeout 100 "$PY" bench/awdlstm_throughput.py --device "$DEVICE" --amp none --tasks lm,enc "${B[@]}" \
     --fastai-python "$PY" --json-out "$OUT/throughput_fp32.json" || fail=1
 else
   say "CUDA tests: mixed-precision pretraining, resumed after a crash"
-  timeout 180 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/test_pretrain.py || fail=1
+  timeout 120 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/test_pretrain.py || fail=1
   if [ -n "${QUICK:-}" ]; then P=(--size tiny --max-docs 10 --precision fp32)
   else P=(--precision bf16); fi
   say "pretraining speed: general-corpus valid split, 2 epochs"
-  timeout 240 "$PY" bench/pretrain_speed.py "$GPU_DIR/data/general-corpus/valid.txt.xz" --device "$DEVICE" \
+  timeout 180 "$PY" bench/pretrain_speed.py "$GPU_DIR/data/general-corpus/valid.txt.xz" --device "$DEVICE" \
     --n-workers 8 --epochs 2 "${P[@]}" --json-out "$OUT/pretrain_speed.json" || fail=1
 fi
 say "done, $( [ $fail = 0 ] && echo 'every step passed' || echo 'SOME STEP FAILED (above)')"
