@@ -68,6 +68,7 @@ def test_pretrain_writes_a_bundle_with_its_figures(corpus, tmp_path):
     assert (tmp_path / 'lm' / 'loss.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     history = pd.read_csv(tmp_path / 'lm' / 'history.csv')
     assert list(history.epoch) == [0, 1] and 'perplexity' in history.columns
+    assert summary['final']['epoch'] == 1 and isinstance(summary['final']['epoch'], int), 'the last row of the history'
     assert read_bundle(tmp_path / 'lm').kind == 'language_model'
     assert (tmp_path / 'lm.work' / 'tokens').is_dir(), 'the token cache is in the work folder'
 
