@@ -16,7 +16,8 @@ Ablations (the paper's Tables 6 and 7): `--no-discr` (one lr for every group), `
 up over a quarter of each fit and annealed to almost zero, Adam's beta1 cycled 0.8-0.7-0.8: fastai's schedule, with
 everything else ours). `--bidir` also trains the backward model and averages the two classifiers. `--vocab-from all`
 gives ours fastai's vocabulary: counted over the validation questions too, not the training ones alone (over ten
-splits 0.6 points less validation error and 0.2 less test error: BENCHMARKS.md).
+splits 0.6 points less validation error and 0.2 less test error; with a pretrained model 1.4 and 0.3 on five:
+BENCHMARKS.md).
 
 fastai's half (`--fastai-python`, a separate virtualenv, see bench/README.md) runs fastai's ULMFiT recipe on the same
 split, shaped like ours: `language_model_learner(..., pretrained=False)` fine-tuned with `fit_one_cycle`, then

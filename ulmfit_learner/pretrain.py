@@ -207,8 +207,7 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
                'epochs': epochs, 'lr': lr, 'schedule': schedule, 'clip': clip, 'bs': bs, 'seq_len': seq_len,
                'backwards': backwards, 'device': str(learn.device), 'mixed_precision': precision,
                'seconds': round(time.time() - started, 1),
-               'final': {k: (None if pd.isna(v) else int(v) if k == 'epoch' else float(v))  # epoch: 0-based, as the history's
-                         for k, v in history.iloc[-1].items()}}
+               'final': {k: (None if pd.isna(v) else v) for k, v in history.tail(1).to_dict('records')[0].items()}}
     files = {'training.json': summary, 'history.csv': history.to_csv(index=False).encode('utf-8'),
              'loss.png': _png(learn.recorder.plot_loss(skip_start=0))}
     learn.export(out, extra_files=files)
