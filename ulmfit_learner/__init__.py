@@ -26,7 +26,8 @@ from .bundle import (LIBRARY_RULES, Bundle, check_writable, is_bundle, read_bund
                      verify_bundle, write_bundle)
 from .interpret import ClassificationInterpretation
 from .ulmfit import (GradualUnfreezing, LMLearner, TextLearner, bidirectional_preds, language_model_learner, load_learner,
-                     match_embeddings, model_sizes, pretrained_tokenizer, text_classifier_learner)
+                     match_embeddings, model_sizes, pretrained_tokenizer, pretrained_vocab,
+                     text_classifier_learner)
 from .pretrained import download_bundle, import_fastai_weights, list_pretrained, pretrained_path, read_itos, ulmfit_home
 from .pretrain import SCHEDULES, MissingColumn, pretrain, read_corpus, read_lines
 from .recipe import DEMO_CONFIG, fine_tune_lm, lm_learner, train_classifier, trec6, ulmfit_stages, wiki_sample
@@ -70,7 +71,7 @@ __all__ = [
     'LIBRARY_RULES',
     # ULMFiT learners, prediction, export and pretrained models
     'TextLearner', 'LMLearner', 'language_model_learner', 'text_classifier_learner', 'GradualUnfreezing',
-    'bidirectional_preds', 'load_learner', 'match_embeddings', 'pretrained_tokenizer', 'ulmfit_home', 'pretrained_path',
+    'bidirectional_preds', 'load_learner', 'match_embeddings', 'pretrained_tokenizer', 'pretrained_vocab', 'ulmfit_home', 'pretrained_path',
     'list_pretrained', 'download_bundle', 'import_fastai_weights', 'read_itos',
     # ULMFiT stage 1: pretraining; the recipe of stages 2 and 3
     'pretrain', 'SCHEDULES', 'read_corpus', 'read_lines', 'MissingColumn', 'model_sizes', 'trec6', 'DEMO_CONFIG', 'lm_learner', 'fine_tune_lm', 'train_classifier',

@@ -170,6 +170,8 @@ def cmd_train(args) -> int:
         raise FileExistsError(f"{run} exists and is not a run folder; choose another --out")
     for part in RUN_PARTS: _check_out(run / part)
     precision = _precision(args)
+    if args.extend_vocab and args.pretrained is None:
+        raise UsageError("--extend-vocab adds the pretrained model's vocabulary to the task's: give --pretrained too")
     df = read_csv(args.data, {args.text_col: '--text-col', args.label_col: '--label-col'})
     extra = read_texts(args.unlabelled, args.text_col) if args.unlabelled else []
     pretrained = _pretrained(args.pretrained)
@@ -183,7 +185,7 @@ def cmd_train(args) -> int:
                               args.clas_epochs, args.lm_lr, args.clas_lr, args.bs, args.seq_len, args.valid_pct,
                               args.seed, args.device, args.backwards, what=what, cbs=[best], discr=args.discr,
                               schedule=args.schedule, gradual=args.gradual, amp=precision, clip=args.clip,
-                              vocab_from=args.vocab_from)
+                              vocab_from=args.vocab_from, extend_vocab=args.extend_vocab)
     learn.export(run / 'classifier')
     lm.export(run / 'lm')
     print(f"\nfinal validation accuracy: {_final(learn, 'accuracy'):.4f}")
@@ -463,6 +465,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument('--vocab-from', default='train', choices=VOCAB_FROM,
                    help="the texts whose tokens the vocabulary counts: the training ones, or the held-out ones too "
                         "(as fastai does; the validation accuracy is then a little optimistic) (default: %(default)s)")
+    p.add_argument('--extend-vocab', action='store_true',
+                   help="add the --pretrained model's vocabulary to the task's, so that the words it learned that the "
+                        "training texts lack keep their vectors instead of becoming xxunk")
     _add_optim(p)
     g = p.add_argument_group("ablations (the paper's Tables 6 and 7): switch one of ULMFiT's techniques off")
     g.add_argument('--no-discr', dest='discr', action='store_false', help='one learning rate for every layer group')

@@ -20,7 +20,7 @@ from .models.awdlstm import AWDLSTM
 from .pretrain import _add_clip, _check_clip, _check_schedule, _fit_fn, _set_precision, pretrain
 from .text.data import TextDataLoaders
 from .ulmfit import (GradualUnfreezing, LMLearner, TextLearner, language_model_learner, model_sizes,
-                                   pretrained_tokenizer, text_classifier_learner)
+                                   pretrained_tokenizer, pretrained_vocab, text_classifier_learner)
 
 # %% auto #0
 __all__ = ['DEMO_CONFIG', 'trec6', 'lm_learner', 'fine_tune_lm', 'train_classifier', 'ulmfit_stages', 'wiki_sample', 'demo']
@@ -45,12 +45,21 @@ def _lrs(lr: float, n_groups: int, discr: bool):
     "`lr` spread over the layer groups, 2.6 times smaller per group down the network (`discr`), or the same everywhere."
     return slice(lr / 2.6 ** (n_groups - 1), lr) if discr else lr
 
+def _check_extend_vocab(extend_vocab: bool, pretrained) -> None:
+    if extend_vocab and pretrained is None:
+        raise ValueError("extend_vocab adds a pretrained model's vocabulary to the task's: give the pretrained model "
+                         "too (pretrained=..., or --pretrained), or leave extend_vocab off")
+
 def lm_learner(texts, path, pretrained=None, config: dict | None = None, drop_mult: float = 0.3, bs: int = 32,
                seq_len: int = 40, valid_pct: float = 0.1, seed: int = 42, device=None, is_valid=None,
-               amp: str | None = None, clip: float | None = None, **loader_kwargs) -> LMLearner:
-    "A language model's learner on `texts` (tokenized like the `pretrained` bundle, if any), with accuracy and perplexity."
+               amp: str | None = None, clip: float | None = None, extend_vocab: bool = False,
+               **loader_kwargs) -> LMLearner:
+    "A language model's learner on `texts` (tokenized like the `pretrained` bundle, if any, its vocabulary added with `extend_vocab`), with accuracy and perplexity."
     _check_clip(clip)
-    tok = pretrained_tokenizer(pretrained, loader_kwargs.get('backwards', False)) if pretrained is not None else None
+    _check_extend_vocab(extend_vocab, pretrained)
+    backwards = loader_kwargs.get('backwards', False)
+    tok = pretrained_tokenizer(pretrained, backwards) if pretrained is not None else None
+    if extend_vocab: loader_kwargs['extra_vocab'] = pretrained_vocab(pretrained, backwards)
     df = pd.DataFrame({'text': list(texts)})
     split = dict(valid_pct=valid_pct) if is_valid is None else dict(valid_col='is_valid')
     if is_valid is not None: df['is_valid'] = list(is_valid)
@@ -100,10 +109,12 @@ def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str
                   seed: int = 42, device=None, backwards: bool = False, what: str = 'texts', cbs=None,
                   valid_col: str | None = None, discr: bool = True, schedule: str = 'stlr', gradual: bool = True,
                   lm_drop_mult: float = 0.3, clas_drop_mult: float = 0.5, amp: str | None = None,
-                  clip: float | None = None, vocab_from: str = 'train') -> tuple[LMLearner, TextLearner]:
+                  clip: float | None = None, vocab_from: str = 'train',
+                  extend_vocab: bool = False) -> tuple[LMLearner, TextLearner]:
     "ULMFiT's fine-tuning stages, printing their tables: a language model on the texts and `extra_texts`, then a classifier."
     _check_schedule(schedule)  # before an hour of language-model training
     _check_clip(clip)
+    _check_extend_vocab(extend_vocab, pretrained)
     print(f'\nStage 2: fine-tune a language model on the {what}')
     texts = [*df[text_col], *extra_texts]
     # with a validation column, the LM validates on the same documents as the classifier (never trains on them)
@@ -112,7 +123,7 @@ def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str
     with tempfile.TemporaryDirectory() as cache:
         lm = lm_learner(texts, path, pretrained, config, drop_mult=lm_drop_mult, bs=bs, seq_len=seq_len,
                         valid_pct=valid_pct, seed=seed, device=device, backwards=backwards, is_valid=is_valid, amp=amp,
-                        clip=clip, cache_dir=cache, vocab_from=vocab_from)
+                        clip=clip, cache_dir=cache, vocab_from=vocab_from, extend_vocab=extend_vocab)
         fine_tune_lm(lm, lm_epochs, lm_lr, pretrained=pretrained is not None, discr=discr, schedule=schedule)
         print('\nStage 3: a classifier on the fine-tuned encoder' + (', gradual unfreezing then all layers' if gradual else ''))
         learn = train_classifier(df, lm, path, text_col, label_col, clas_epochs, clas_lr, drop_mult=clas_drop_mult,

@@ -32,7 +32,7 @@ from .text.vocab import FAKE_TOKEN, Vocab
 # %% auto #0
 __all__ = ['ENCODER_FORMAT', 'EMB_KEY', 'DEC_WEIGHT', 'DEC_BIAS', 'model_sizes', 'TextLearner', 'LMLearner',
            'language_model_learner', 'text_classifier_learner', 'match_embeddings', 'pretrained_tokenizer',
-           'GradualUnfreezing', 'bidirectional_preds', 'load_learner']
+           'pretrained_vocab', 'GradualUnfreezing', 'bidirectional_preds', 'load_learner']
 
 # %% ../nbs/30_ulmfit.ipynb #fe060bb9
 ENCODER_FORMAT = 'ulmfit_learner.encoder'
@@ -309,6 +309,11 @@ def pretrained_tokenizer(pretrained, backwards: bool = False, rules=None, tok=No
     "The tokenizer of the pretrained bundle that `pretrained` names (see `pretrained_path`): build the task's loaders with it (`tok=`)."
     bundle = read_bundle(pretrained_path(pretrained, backwards), weights=False)
     return tokenizer_from_json(bundle.read_json('tokenizer.json'), bundle.read_bytes, rules, tok)
+
+def pretrained_vocab(pretrained, backwards: bool = False) -> Vocab:
+    "The vocabulary of the pretrained bundle that `pretrained` names: extend the task's with it (`extra_vocab=`) to keep all its vectors."
+    bundle = read_bundle(pretrained_path(pretrained, backwards), weights=False)
+    return Vocab.from_json(bundle.read_json('vocab.json'), where=str(bundle.path / 'vocab.json'))
 
 # %% ../nbs/30_ulmfit.ipynb #d8db5dca
 class GradualUnfreezing(Callback):

@@ -213,7 +213,8 @@ class TextBlock:
     "Text to token ids: the tokenizer, the vocab settings, and whether the loaders serve a language model."
     def __init__(self, get_text: Callable | None = None, vocab=None, is_lm: bool = False, seq_len: int = 72,
                  backwards: bool = False, min_freq: int = 3, max_vocab: int = 60000, tok=None, n_workers: int = 0,
-                 cache_dir=None, vary_seq_len: bool = False, encoding: str = 'utf-8', vocab_from: str = 'train'):
+                 cache_dir=None, vary_seq_len: bool = False, encoding: str = 'utf-8', vocab_from: str = 'train',
+                 extra_vocab=None):
         if vocab_from not in VOCAB_FROM:
             raise ValueError(f"vocab_from={vocab_from!r}: the vocabulary counts the tokens of 'train' (the training "
                              "documents) or 'all' (the validation documents too)")
@@ -221,23 +222,28 @@ class TextBlock:
         self.vocab = None if vocab is None else (vocab if isinstance(vocab, Vocab) else Vocab(list(vocab)))
         self.min_freq, self.max_vocab, self.n_workers, self.cache_dir = min_freq, max_vocab, n_workers, cache_dir
         self.vary_seq_len, self.encoding, self.vocab_from = vary_seq_len, encoding, vocab_from
+        if isinstance(extra_vocab, (str, Path)):
+            raise TypeError("extra_vocab is a list of tokens or a Vocab (a pretrained model's: pretrained_vocab(name)), "
+                            f"not {extra_vocab!r}")
+        self.extra_vocab = None if extra_vocab is None else list(extra_vocab)
         self.tokenizer = tok if isinstance(tok, Tokenizer) else Tokenizer(tok)
 
     @classmethod
     def from_df(cls, text_cols, vocab=None, is_lm: bool = False, seq_len: int = 72, backwards: bool = False,
                 min_freq: int = 3, max_vocab: int = 60000, tok=None, n_workers: int = 0, cache_dir=None,
-                vary_seq_len: bool = False, vocab_from: str = 'train') -> 'TextBlock':
+                vary_seq_len: bool = False, vocab_from: str = 'train', extra_vocab=None) -> 'TextBlock':
         "Text from the DataFrame column(s) `text_cols` (several are joined with `xxfld` markers)."
         return cls(ColReader(text_cols), vocab, is_lm, seq_len, backwards, min_freq, max_vocab, tok, n_workers,
-                   cache_dir, vary_seq_len, vocab_from=vocab_from)
+                   cache_dir, vary_seq_len, vocab_from=vocab_from, extra_vocab=extra_vocab)
 
     @classmethod
     def from_folder(cls, path=None, vocab=None, is_lm: bool = False, seq_len: int = 72, backwards: bool = False,
                     min_freq: int = 3, max_vocab: int = 60000, tok=None, n_workers: int = 0, cache_dir=None,
-                    vary_seq_len: bool = False, encoding: str = 'utf-8', vocab_from: str = 'train') -> 'TextBlock':
+                    vary_seq_len: bool = False, encoding: str = 'utf-8', vocab_from: str = 'train',
+                    extra_vocab=None) -> 'TextBlock':
         "Text from files (the items are paths); `path` is only informative, `DataBlock.get_items` lists the files."
         return cls(None, vocab, is_lm, seq_len, backwards, min_freq, max_vocab, tok, n_workers, cache_dir,
-                   vary_seq_len, encoding, vocab_from)
+                   vary_seq_len, encoding, vocab_from, extra_vocab)
 
     def read(self, items) -> list:
         "The raw text of every item (files are read, columns are read all at once when possible)."
@@ -359,7 +365,7 @@ class DataBlock:
             labels = torch.zeros((len(keep), *y_train.shape[1:]), dtype=y_train.dtype)
             labels[torch.as_tensor(train)], labels[torch.as_tensor(valid)] = y_train, y_valid
         # 4. tokens (a subword tokenizer learns its pieces from the training texts first), 5. vocab (the training
-        # documents, or all of them with vocab_from='all'), 6. ids per split
+        # documents, or all of them with vocab_from='all'; then `extra_vocab`'s tokens), 6. ids per split
         base = tb.tokenizer.tok
         if hasattr(base, 'train') and getattr(base, 'model', None) is None:
             tb.tokenizer.train([texts[i] for i in train], cache_dir=tb.cache_dir)
@@ -369,6 +375,7 @@ class DataBlock:
             counted = train if tb.vocab_from == 'train' else np.concatenate([train, valid])
             vocab = Vocab.from_counts(corpus.tokens, _split_counts(corpus, counted), min_freq=tb.min_freq,
                                       max_vocab=tb.max_vocab)
+        if tb.extra_vocab is not None: vocab = vocab.extend(tb.extra_vocab)
         ids = vocab.remap(corpus.tokens)[corpus.ids]
         # 7. loaders
         if seed is None: seed = int(torch.randint(0, 2**31 - 1, ()).item())
@@ -422,12 +429,13 @@ class TextDataLoaders(DataLoaders):
                 backwards: bool = False, bs: int = 64, val_bs: int | None = None, text_vocab=None,
                 label_delim: str | None = None, tok=None, min_freq: int = 3, max_vocab: int = 60000, n_workers: int = 0,
                 cache_dir=None, drop_empty: bool = False, vary_seq_len: bool = False, progress: bool = True,
-                device=None, vocab_from: str = 'train') -> 'TextDataLoaders':
+                device=None, vocab_from: str = 'train', extra_vocab=None) -> 'TextDataLoaders':
         "Loaders from a DataFrame: text in `text_col` (a name or a list of names), labels in `label_col` (ignored if `is_lm`)."
         if not isinstance(df, pd.DataFrame): raise TypeError(f"from_df needs a pandas DataFrame, got {type(df).__name__}")
         tb = TextBlock.from_df(text_col, vocab=text_vocab, is_lm=is_lm, seq_len=seq_len, backwards=backwards,
                                min_freq=min_freq, max_vocab=max_vocab, tok=tok, n_workers=n_workers,
-                               cache_dir=cache_dir, vary_seq_len=vary_seq_len, vocab_from=vocab_from)
+                               cache_dir=cache_dir, vary_seq_len=vary_seq_len, vocab_from=vocab_from,
+                               extra_vocab=extra_vocab)
         blocks, get_y = (tb,), None
         if not is_lm:  # the target block splits `label_delim` strings itself
             get_y = ColReader(label_col)
@@ -455,7 +463,8 @@ class TextDataLoaders(DataLoaders):
                     seq_len: int = 72, backwards: bool = False, bs: int = 64, val_bs: int | None = None,
                     text_vocab=None, tok=None, min_freq: int = 3, max_vocab: int = 60000, n_workers: int = 0,
                     cache_dir=None, encoding: str = 'utf-8', drop_empty: bool = False, vary_seq_len: bool = False,
-                    progress: bool = True, device=None, vocab_from: str = 'train') -> 'TextDataLoaders':
+                    progress: bool = True, device=None, vocab_from: str = 'train',
+                    extra_vocab=None) -> 'TextDataLoaders':
         "Loaders from `path/train/<label>/*.txt` and `path/test/<label>/*.txt` (the aclImdb layout; `valid` names the second)."
         path = Path(path)
         folders = [train] if valid_pct is not None else [train, valid]
@@ -468,7 +477,7 @@ class TextDataLoaders(DataLoaders):
         tb = TextBlock.from_folder(path, vocab=text_vocab, is_lm=is_lm, seq_len=seq_len, backwards=backwards,
                                    min_freq=min_freq, max_vocab=max_vocab, tok=tok, n_workers=n_workers,
                                    cache_dir=cache_dir, vary_seq_len=vary_seq_len, encoding=encoding,
-                                   vocab_from=vocab_from)
+                                   vocab_from=vocab_from, extra_vocab=extra_vocab)
         blocks = (tb,) if is_lm else (tb, CategoryBlock(vocab=classes))
         splitter = RandomSplitter(valid_pct, seed) if valid_pct is not None else GrandparentSplitter(train, valid)
         return DataBlock(blocks, get_y=None if is_lm else parent_label, splitter=splitter).dataloaders(

@@ -92,6 +92,18 @@ class Vocab:
         if bad: raise IndexError(f"id {bad[0]} is out of range for a vocab of {len(self.itos)} tokens")
         return [self.itos[i] for i in ids]
 
+    def extend(self, tokens: Iterable[str]) -> Vocab:
+        "This vocab followed by the `tokens` it lacks, in their order: its own tokens keep their ids; a multiple of 8."
+        if isinstance(tokens, str): raise TypeError("extend takes a list of tokens (or a Vocab), not one string")
+        itos = list(self.itos)
+        while itos and itos[-1] == FAKE_TOKEN: itos.pop()  # the filler at the end makes room for real tokens
+        seen = set(itos)
+        for t in tokens:
+            if t not in seen and t != FAKE_TOKEN:
+                itos.append(t)
+                seen.add(t)
+        return Vocab(itos + [FAKE_TOKEN] * (_round_up8(len(itos)) - len(itos)))
+
     def remap(self, corpus_tokens: Sequence[str]) -> np.ndarray:
         "Lookup table (int32) from a corpus's provisional ids to this vocab's ids: `vocab.remap(tc.tokens)[tc.ids]`."
         get = self.stoi.get
