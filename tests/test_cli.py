@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ulmfit_learner import load_learner
+from ulmfit_learner import load_learner, pretrained_vocab
 from ulmfit_learner.cli import main, model_folder, read_texts
 from ulmfit_learner.recipe import trec6
 
@@ -406,6 +406,22 @@ def test_command_line_entry_point(tmp_path):
     res = subprocess.run([str(exe), 'predict', str(tmp_path / 'nope'), 'a question'], capture_output=True, text=True)
     assert res.returncode == 1 and res.stdout == ''
     assert res.stderr == f"ulmfit predict: error: no model folder at {tmp_path / 'nope'}\n"
+
+
+def test_train_extend_vocab(data, pretrained, tmp_path, capsys):
+    """--extend-vocab: the run's vocabulary (the language model's and the classifier's) is the task's with the
+    pretrained one's tokens after it; without --pretrained it is refused before anything is read or written."""
+    for name, extend in (('plain', []), ('run', ['--extend-vocab'])):
+        status, out, err = run('train', data / 'train.csv', '--out', tmp_path / name, '--pretrained', pretrained[0],
+                               *extend, '--lm-epochs', '1', '--clas-epochs', '1', *FAST)
+        assert status == 0, err
+    pre = pretrained_vocab(pretrained[0])
+    lm, clas = (load_learner(tmp_path / 'run' / part, device='cpu') for part in ('lm', 'classifier'))
+    plain = load_learner(tmp_path / 'plain' / 'lm', device='cpu').dls.vocab
+    assert lm.dls.vocab == clas.dls.vocab == plain.extend(pre) and len(lm.dls.vocab) > len(plain)
+    assert main(['train', str(data / 'train.csv'), '--out', str(tmp_path / 'r2'), '--extend-vocab', *FAST]) == 2
+    assert "--extend-vocab adds the pretrained model's vocabulary" in capsys.readouterr().err
+    assert not (tmp_path / 'r2').exists()
 
 
 def test_vocab_from_reaches_the_recipe(data, tmp_path, monkeypatch, capsys):

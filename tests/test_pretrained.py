@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from ulmfit_learner import (AWD_LSTM, SPECIAL_TOKENS, TextDataLoaders, download_bundle, import_fastai_weights,
-                            language_model_learner, list_pretrained, make_config, pretrained_path, read_bundle,
+                            language_model_learner, list_pretrained, make_config, pretrained_path, pretrained_vocab, read_bundle,
                             read_itos, set_seed, verify_bundle)
 from ulmfit_learner.bundle import MANIFEST, sha256_file
 from ulmfit_learner.callbacks import ProgressCallback
@@ -283,6 +283,28 @@ def test_language_model_learner_loads_a_bundle_by_url(lm, dls, bundle, serve, ca
         got = learn.model.state_dict()[k]
         assert torch.equal(got[real], v[real]) if k in ('encoder.emb_dp.emb.weight', 'decoder.weight', 'decoder.bias') \
             else torch.equal(got, v), k
+
+
+def test_a_task_vocab_extended_by_the_pretrained_one_keeps_every_pretrained_vector(lm, bundle):
+    """Loaders built with `extra_vocab=pretrained_vocab(bundle)`: the task's tokens keep their ids, every pretrained
+    token has a row, and each row (embedding and decoder bias) is the pretrained model's, task word or not."""
+    with files('ulmfit_learner').joinpath('data', 'trec6.csv').open('r', encoding='utf-8') as f:
+        other = pd.read_csv(f, keep_default_na=False).iloc[5::20].reset_index(drop=True)
+    kw = dict(text_col='text', is_lm=True, valid_pct=0.1, seed=0, bs=8, seq_len=12, progress=False)
+    plain = TextDataLoaders.from_df(other, **kw)
+    pre = pretrained_vocab(bundle)
+    assert pre == lm.dls.vocab
+    ext = TextDataLoaders.from_df(other, **kw, extra_vocab=pre)
+    assert ext.vocab == plain.vocab.extend(pre) and len(ext.vocab) > len(plain.vocab)
+    narrow = language_model_learner(plain, AWD_LSTM, pretrained=bundle, device='cpu')
+    learn = language_model_learner(ext, AWD_LSTM, pretrained=bundle, device='cpu')
+    assert learn.pretrained_coverage > narrow.pretrained_coverage
+    old, new = lm.model.state_dict(), learn.model.state_dict()
+    for tok, i in pre.stoi.items():
+        if tok == 'xxfake': continue
+        j = ext.vocab.stoi[tok]
+        for key in ('encoder.emb_dp.emb.weight', 'decoder.bias'): assert torch.equal(new[key][j], old[key][i]), (tok, key)
+    with pytest.raises(FileNotFoundError): pretrained_vocab(bundle.parent / 'nothing-here')
 
 
 # ---- fastai's weights ---------------------------------------------------------------------------------------------

@@ -74,6 +74,12 @@ def test_vocab_from_all_counts_the_validation_questions(questions, tmp_path):
         assert not any('zyzzyva' in t for t in qs.text[~qs.is_valid]), 'in validation questions only'
 
 
+def test_extend_vocab_without_a_pretrained_model_is_refused_before_training(questions, tmp_path, capsys):
+    with pytest.raises(ValueError, match="extend_vocab adds a pretrained model's vocabulary.*pretrained="):
+        stages(questions, tmp_path, extend_vocab=True)
+    assert 'Stage 2' not in capsys.readouterr().out and not (tmp_path / 'models').exists()
+
+
 def test_unknown_vocab_from_is_refused_before_training(questions, tmp_path):
     with pytest.raises(ValueError, match=r"vocab_from='valid'.*'train'.*'all'"):
         stages(questions, tmp_path, vocab_from='valid')

@@ -87,6 +87,23 @@ def test_from_folder_imdb(tmp_path, imdb_small):
     assert x.shape == (4, 30) and torch.equal(x[:, 1:], y[:, :-1])
 
 
+def test_extra_vocab_from_a_folder_and_on_a_given_vocab(tmp_path, imdb_small):
+    """`extra_vocab` extends the counted vocabulary (from_folder) and a given one (`text_vocab`) alike; the documents
+    are numericalized with the extended vocabulary, so a word only `extra_vocab` has is no longer xxunk in them."""
+    root = write_folder(tmp_path / 'imdb', imdb_small)
+    plain = TextDataLoaders.from_folder(root, is_lm=True, bs=4, seq_len=30, seed=0, progress=False)
+    words = {t for text in imdb_small.text for t in text.lower().split() if t.isalpha()}
+    extra = sorted(w for w in words if w not in plain.vocab)[:20]
+    assert len(extra) == 20
+    ext = TextDataLoaders.from_folder(root, is_lm=True, bs=4, seq_len=30, seed=0, progress=False, extra_vocab=extra)
+    assert ext.vocab == plain.vocab.extend(extra)
+    n_unk = lambda d: sum(int((x == 0).sum()) for x, _ in d.train)
+    assert n_unk(ext) < n_unk(plain), 'the added words are read as themselves'
+    given = TextDataLoaders.from_folder(root, bs=8, seed=0, progress=False, text_vocab=plain.vocab, extra_vocab=extra)
+    assert given.vocab == ext.vocab
+    with pytest.raises(TypeError, match='pretrained_vocab'): TextBlock.from_folder(root, extra_vocab=root)
+
+
 def test_imdb_html_is_cleaned(imdb_small):
     dls = TextDataLoaders.from_df(imdb_small, text_col='text', label_col='label', seed=0, bs=8, min_freq=1, progress=False)
     assert '<br' not in dls.vocab.stoi and 'br' not in dls.vocab.stoi

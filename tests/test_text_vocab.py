@@ -123,6 +123,28 @@ def test_container_protocol():
     with pytest.raises(TypeError, match='list of strings'): Vocab(['a', 3])
 
 
+@pytest.mark.parametrize('min_freq, max_vocab', [(1, 60000), (2, 60000), (1, 24), (3, 40)])
+def test_extend_keeps_every_id_and_adds_the_missing_tokens_once(min_freq, max_vocab):
+    v = Vocab.from_counts(random_counts(), min_freq=min_freq, max_vocab=max_vocab)
+    other = Vocab.from_counts(random_counts(seed=1), min_freq=1)
+    w = v.extend(other)
+    assert all(w.stoi[t] == i for t, i in v.stoi.items() if t != FAKE_TOKEN), 'no real token moves'
+    real = lambda voc: [t for t in voc if t != FAKE_TOKEN]
+    assert set(real(w)) == set(real(v)) | set(real(other)) and len(real(w)) == len(set(real(w)))
+    assert len(w) % 8 == 0 and len(w) - len(real(w)) < 8, 'filler only to the next multiple of 8'
+    added = [t for t in real(w) if t not in v]
+    assert added == [t for t in real(other) if t not in v], "the added tokens keep the other vocab's order"
+    assert w.extend(other) == w and v.extend([]) == v
+
+
+def test_extend_of_a_vocab_with_inner_filler_or_bad_tokens():
+    v = Vocab(SPECIAL_TOKENS + ['a', FAKE_TOKEN, 'b'])  # a hand-made vocab: filler in the middle stays where it is
+    w = v.extend(['c', 'a'])
+    assert w.itos[:12] == v.itos and w.itos[12] == 'c' and len(w) == 16
+    with pytest.raises(TypeError, match='not one string'): v.extend('abc')
+    with pytest.raises(TypeError, match='list of strings'): v.extend(['d', 4])
+
+
 def test_save_load_round_trip(tmp_path):
     v = Vocab.from_counts(random_counts(), min_freq=2)
     v2 = Vocab(SPECIAL_TOKENS + ['Übermut', 'naïve', '日本', '"quoted"'])
