@@ -38,6 +38,18 @@ def test_trec6_runs_several_splits_and_averages_them(tmp_path):
     assert '| ours | fwd | 3 |' in out and '| ours | fwd | mean of 2 |' in out
 
 
+def test_trec6_extend_vocab_reaches_the_recipe(tmp_path):
+    "`--extend-vocab` with a (tiny) pretrained model: the classifier's vocabulary holds the pretrained one."
+    from ulmfit_learner import pretrain, pretrained_vocab
+    from ulmfit_learner.recipe import trec6
+    pretrain(list(trec6('train').text[::10]), tmp_path / 'pre', config=dict(emb_sz=8, n_hid=16, n_layers=1), bs=16,
+             seq_len=20, min_freq=1, checkpoint_minutes=None, device='cpu', progress=False)
+    pre = pretrained_vocab(tmp_path / 'pre')
+    res, _ = run('trec6.py', tmp_path, '--impl', 'ours', *TINY, '--seed', '3', '--pretrained', str(tmp_path / 'pre'),
+                 '--extend-vocab')
+    assert res['args']['extend_vocab'] and res['runs'][0]['clas_fwd']['vocab_size'] >= len(pre)
+
+
 def test_trec6_without_fastai_python_says_how_to_get_it(tmp_path):
     p = subprocess.run([sys.executable, str(BENCH / 'trec6.py'), *TINY], capture_output=True, text=True, cwd=tmp_path)
     assert p.returncode != 0 and 'fastai needs --fastai-python (see bench/README.md)' in p.stderr
