@@ -137,7 +137,7 @@ def ours_by_direction(a, train, test, work, sizes, **stage_kwargs):
         results[direction] = dict(seconds=time.perf_counter() - t, valid_error=1 - hist[-1][acc],
                                   best_valid_error=1 - max(h[acc] for h in hist),
                                   test_error=1 - (probs.argmax(1) == targs).float().mean().item(),
-                                  history=hist, columns=clas.recorder.metric_names, lm_history=lm.recorder.values,
+                                  test_wrong=_wrong(probs, targs), history=hist, columns=clas.recorder.metric_names, lm_history=lm.recorder.values,
                                   lm_columns=lm.recorder.metric_names, vocab_size=len(clas.dls.vocab))
         learners[direction] = (clas, test_dl)
     if a.bidir:
@@ -145,5 +145,10 @@ def ours_by_direction(a, train, test, work, sizes, **stage_kwargs):
         p, t = bidirectional_preds(f, b)
         pt, tt = bidirectional_preds(f, b, f_test, b_test)
         results['bidir'] = dict(valid_error=1 - (p.argmax(1) == t).float().mean().item(),
-                                test_error=1 - (pt.argmax(1) == tt).float().mean().item())
+                                test_error=1 - (pt.argmax(1) == tt).float().mean().item(), test_wrong=_wrong(pt, tt))
     return results
+
+
+def _wrong(probs, targs) -> list:
+    "The positions of the documents a classifier gets wrong (in the order of the test set)."
+    return (probs.argmax(1) != targs).nonzero().flatten().tolist()

@@ -35,6 +35,7 @@ def test_trec6_runs_several_splits_and_averages_them(tmp_path):
         c = r['clas_fwd']
         assert 0 <= c['valid_error'] <= 1 and 0 <= c['test_error'] <= 1 and c['best_valid_error'] <= c['valid_error']
         assert len(c['lm_history']) == 1 and r['process_wall_s'] > c['seconds'] > 0
+        assert len(c['test_wrong']) == round(500 * c['test_error']) and all(0 <= i < 500 for i in c['test_wrong'])
     assert '| ours | fwd | 3 |' in out and '| ours | fwd | mean of 2 |' in out
 
 
@@ -60,6 +61,7 @@ def test_imdb_subset_runs_both_directions(tmp_path):
     res, out = run('imdb.py', tmp_path, '--subset', '40', *TINY, '--bs', '8', '--bidir')
     assert res['n'] == {'train': 40, 'test': 40, 'unsup': 80}
     assert {'fwd', 'bwd', 'bidir'} <= set(res) and all(0 <= res[d]['test_error'] <= 1 for d in ('fwd', 'bwd', 'bidir'))
+    assert all(len(res[d]['test_wrong']) == round(40 * res[d]['test_error']) for d in ('fwd', 'bwd', 'bidir'))
     assert '| bidir |' in out and not list((tmp_path / 'tmp').iterdir()), 'its temporary work folder is removed'
 
 
