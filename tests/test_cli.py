@@ -408,9 +408,9 @@ def test_command_line_entry_point(tmp_path):
     assert res.stderr == f"ulmfit predict: error: no model folder at {tmp_path / 'nope'}\n"
 
 
-def test_train_extend_vocab(data, pretrained, tmp_path, capsys):
+def test_train_extend_vocab(data, pretrained, tmp_path):
     """--extend-vocab: the run's vocabulary (the language model's and the classifier's) is the task's with the
-    pretrained one's tokens after it; without --pretrained it is refused before anything is read or written."""
+    pretrained one's tokens after it."""
     for name, extend in (('plain', []), ('run', ['--extend-vocab'])):
         status, out, err = run('train', data / 'train.csv', '--out', tmp_path / name, '--pretrained', pretrained[0],
                                *extend, '--lm-epochs', '1', '--clas-epochs', '1', *FAST)
@@ -419,7 +419,19 @@ def test_train_extend_vocab(data, pretrained, tmp_path, capsys):
     lm, clas = (load_learner(tmp_path / 'run' / part, device='cpu') for part in ('lm', 'classifier'))
     plain = load_learner(tmp_path / 'plain' / 'lm', device='cpu').dls.vocab
     assert lm.dls.vocab == clas.dls.vocab == plain.extend(pre) and len(lm.dls.vocab) > len(plain)
-    assert main(['train', str(data / 'train.csv'), '--out', str(tmp_path / 'r2'), '--extend-vocab', *FAST]) == 2
+
+
+def test_finetune_lm_extend_vocab(data, pretrained, tmp_path):
+    status, out, err = run('finetune-lm', data / 'train.csv', '--pretrained', pretrained[0], '--extend-vocab', '--out',
+                           tmp_path / 'lm', '--epochs', '1', *FAST)
+    assert status == 0, err
+    vocab = load_learner(tmp_path / 'lm', device='cpu').dls.vocab
+    assert set(pretrained_vocab(pretrained[0])) <= set(vocab)
+
+
+@pytest.mark.parametrize('command', ['train', 'finetune-lm'])
+def test_extend_vocab_without_pretrained_is_refused(command, data, tmp_path, capsys):
+    assert main([command, str(data / 'train.csv'), '--out', str(tmp_path / 'r2'), '--extend-vocab', *FAST]) == 2
     assert "--extend-vocab adds the pretrained model's vocabulary" in capsys.readouterr().err
     assert not (tmp_path / 'r2').exists()
 

@@ -149,6 +149,7 @@ def cmd_pretrain(args) -> int:
 def cmd_finetune_lm(args) -> int:
     "Fine-tune a language model (pretrained or new) on the task's texts; export it to --out."
     out, precision = _check_out(args.out), _precision(args)
+    _check_extend_vocab(args)
     set_seed(args.seed)
     pretrained = _pretrained(args.pretrained)
     texts = read_texts(args.data, args.text_col, args.max_docs)
@@ -157,7 +158,7 @@ def cmd_finetune_lm(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         lm = lm_learner(texts, tmp, pretrained, _config(args), drop_mult=args.drop_mult, bs=args.bs, seq_len=args.seq_len,
                         valid_pct=args.valid_pct, seed=args.seed, device=args.device, backwards=args.backwards,
-                        amp=precision, clip=args.clip)
+                        amp=precision, clip=args.clip, extend_vocab=args.extend_vocab)
         fine_tune_lm(lm, args.epochs, args.lr, pretrained=pretrained is not None, schedule=args.schedule)
     lm.export(out)
     print(f"\nvalidation perplexity: {_final(lm, 'perplexity'):.2f}\nlanguage model written to {out}")
@@ -170,8 +171,7 @@ def cmd_train(args) -> int:
         raise FileExistsError(f"{run} exists and is not a run folder; choose another --out")
     for part in RUN_PARTS: _check_out(run / part)
     precision = _precision(args)
-    if args.extend_vocab and args.pretrained is None:
-        raise UsageError("--extend-vocab adds the pretrained model's vocabulary to the task's: give --pretrained too")
+    _check_extend_vocab(args)
     df = read_csv(args.data, {args.text_col: '--text-col', args.label_col: '--label-col'})
     extra = read_texts(args.unlabelled, args.text_col) if args.unlabelled else []
     pretrained = _pretrained(args.pretrained)
@@ -364,6 +364,16 @@ def _add_fit(p, epochs: int, lr: float, drop_mult: float) -> None:
                    help='multiplies every dropout probability of the AWD-LSTM (default: %(default)s)')
     _add_optim(p)
 
+def _add_extend_vocab(p) -> None:
+    p.add_argument('--extend-vocab', action='store_true',
+                   help="add the --pretrained model's vocabulary to the task's, so that the words it learned that the "
+                        "training texts lack keep their vectors instead of becoming xxunk")
+
+def _check_extend_vocab(args) -> None:
+    "--extend-vocab needs --pretrained: refused before any data is read."
+    if args.extend_vocab and args.pretrained is None:
+        raise UsageError("--extend-vocab adds the pretrained model's vocabulary to the task's: give --pretrained too")
+
 def _add_optim(p) -> None:
     p.add_argument('--schedule', default='stlr', choices=SCHEDULES,
                    help="learning-rate schedule: ULMFiT's slanted triangular rates, one cycle (Adam's beta1 cycled "
@@ -437,6 +447,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument('--out', required=True, metavar='DIR', help='the model folder to write (replaced if it is one)')
     p.add_argument('--pretrained', default=None, metavar='MODEL', help=PRETRAINED_HELP)
     p.add_argument('--max-docs', type=_positive, default=None, metavar='N', help='read only the first N documents')
+    _add_extend_vocab(p)
     _add_data(p, seq_len=72)
     _add_fit(p, epochs=4, lr=1e-2, drop_mult=0.3)
     _add_sizes(p)
@@ -465,9 +476,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument('--vocab-from', default='train', choices=VOCAB_FROM,
                    help="the texts whose tokens the vocabulary counts: the training ones, or the held-out ones too "
                         "(as fastai does; the validation accuracy is then a little optimistic) (default: %(default)s)")
-    p.add_argument('--extend-vocab', action='store_true',
-                   help="add the --pretrained model's vocabulary to the task's, so that the words it learned that the "
-                        "training texts lack keep their vectors instead of becoming xxunk")
+    _add_extend_vocab(p)
     _add_optim(p)
     g = p.add_argument_group("ablations (the paper's Tables 6 and 7): switch one of ULMFiT's techniques off")
     g.add_argument('--no-discr', dest='discr', action='store_false', help='one learning rate for every layer group')
