@@ -299,7 +299,7 @@ def test_a_task_vocab_extended_by_the_pretrained_one_keeps_every_pretrained_vect
     narrow = language_model_learner(plain, AWD_LSTM, pretrained=bundle, device='cpu')
     learn = language_model_learner(ext, AWD_LSTM, pretrained=bundle, device='cpu')
     assert learn.pretrained_coverage > narrow.pretrained_coverage
-    old, new = lm.model.state_dict(), learn.model.state_dict()
+    old, new = read_bundle(bundle).state, learn.model.state_dict()
     for tok, i in pre.stoi.items():
         if tok == 'xxfake': continue
         j = ext.vocab.stoi[tok]
