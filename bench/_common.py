@@ -137,8 +137,9 @@ def ours_by_direction(a, train, test, work, sizes, **stage_kwargs):
         results[direction] = dict(seconds=time.perf_counter() - t, valid_error=1 - hist[-1][acc],
                                   best_valid_error=1 - max(h[acc] for h in hist),
                                   test_error=1 - (probs.argmax(1) == targs).float().mean().item(),
-                                  test_wrong=_wrong(probs, targs), history=hist, columns=clas.recorder.metric_names, lm_history=lm.recorder.values,
-                                  lm_columns=lm.recorder.metric_names, vocab_size=len(clas.dls.vocab))
+                                  test_wrong=_wrong(probs, targs), history=hist, columns=clas.recorder.metric_names,
+                                  lm_history=lm.recorder.values, lm_columns=lm.recorder.metric_names,
+                                  vocab_size=len(clas.dls.vocab))
         learners[direction] = (clas, test_dl)
     if a.bidir:
         (f, f_test), (b, b_test) = learners['fwd'], learners['bwd']

@@ -46,6 +46,7 @@ def _lrs(lr: float, n_groups: int, discr: bool):
     return slice(lr / 2.6 ** (n_groups - 1), lr) if discr else lr
 
 def _check_extend_vocab(extend_vocab: bool, pretrained) -> None:
+    "`extend_vocab` needs a pretrained model: refused before any training."
     if extend_vocab and pretrained is None:
         raise ValueError("extend_vocab adds a pretrained model's vocabulary to the task's: give the pretrained model "
                          "too (pretrained=..., or --pretrained), or leave extend_vocab off")
