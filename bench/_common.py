@@ -135,9 +135,8 @@ def ours_by_direction(a, train, test, work, sizes, **stage_kwargs):
         test_dl = clas.dls.test_dl(test.text, labels=test.label)
         probs, targs = clas.get_preds(dl=test_dl)
         results[direction] = dict(seconds=time.perf_counter() - t, valid_error=1 - hist[-1][acc],
-                                  best_valid_error=1 - max(h[acc] for h in hist),
-                                  test_error=1 - (probs.argmax(1) == targs).float().mean().item(),
-                                  test_wrong=_wrong(probs, targs), history=hist, columns=clas.recorder.metric_names,
+                                  best_valid_error=1 - max(h[acc] for h in hist), **_test_errors(probs, targs),
+                                  history=hist, columns=clas.recorder.metric_names,
                                   lm_history=lm.recorder.values, lm_columns=lm.recorder.metric_names,
                                   vocab_size=len(clas.dls.vocab))
         learners[direction] = (clas, test_dl)
@@ -146,10 +145,11 @@ def ours_by_direction(a, train, test, work, sizes, **stage_kwargs):
         p, t = bidirectional_preds(f, b)
         pt, tt = bidirectional_preds(f, b, f_test, b_test)
         results['bidir'] = dict(valid_error=1 - (p.argmax(1) == t).float().mean().item(),
-                                test_error=1 - (pt.argmax(1) == tt).float().mean().item(), test_wrong=_wrong(pt, tt))
+                                **_test_errors(pt, tt))
     return results
 
 
-def _wrong(probs, targs) -> list:
-    "The positions of the documents a classifier gets wrong (in the order of the test set)."
-    return (probs.argmax(1) != targs).nonzero().flatten().tolist()
+def _test_errors(probs, targs) -> dict:
+    "`test_error` and `test_wrong`, the positions of the documents a classifier gets wrong (in the test set's order)."
+    wrong = (probs.argmax(1) != targs).nonzero().flatten().tolist()
+    return dict(test_error=len(wrong) / len(targs), test_wrong=wrong)

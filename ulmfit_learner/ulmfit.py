@@ -289,6 +289,10 @@ def _tokenizer_difference(bundle: Bundle, tokenizer) -> str | None:
         return "the SentencePiece models differ"
     return None
 
+def _bundle_vocab(bundle: Bundle) -> Vocab:
+    "The vocabulary a bundle holds (`vocab.json`), checked, its file named in errors."
+    return Vocab.from_json(bundle.read_json('vocab.json'), where=str(bundle.path / 'vocab.json'))
+
 def _load_pretrained(learn: 'LMLearner', bundle: Bundle) -> float:
     "Load the bundle's weights into `learn`, the embedding matched to its vocabulary; returns the coverage."
     diff = _tokenizer_difference(bundle, learn.dls.tokenizer)
@@ -296,7 +300,7 @@ def _load_pretrained(learn: 'LMLearner', bundle: Bundle) -> float:
         raise ValueError(f"the pretrained model in {bundle.path} was trained with another tokenizer ({diff}); the "
                          "same words would get other tokens. Build the loaders with its tokenizer: "
                          "TextDataLoaders.from_df(..., tok=pretrained_tokenizer(path))")
-    old_itos = Vocab.from_json(bundle.read_json('vocab.json'), where=str(bundle.path / 'vocab.json')).itos
+    old_itos = _bundle_vocab(bundle).itos
     new_itos = learn.dls.vocab.itos
     state, n_found = match_embeddings(bundle.state, old_itos, new_itos)
     learn.model.load_state_dict(state)
@@ -312,8 +316,7 @@ def pretrained_tokenizer(pretrained, backwards: bool = False, rules=None, tok=No
 
 def pretrained_vocab(pretrained, backwards: bool = False) -> Vocab:
     "The vocabulary of the pretrained bundle that `pretrained` names: extend the task's with it (`extra_vocab=`) to keep all its vectors."
-    bundle = read_bundle(pretrained_path(pretrained, backwards), weights=False)
-    return Vocab.from_json(bundle.read_json('vocab.json'), where=str(bundle.path / 'vocab.json'))
+    return _bundle_vocab(read_bundle(pretrained_path(pretrained, backwards), weights=False))
 
 # %% ../nbs/30_ulmfit.ipynb #d8db5dca
 class GradualUnfreezing(Callback):
@@ -346,7 +349,7 @@ def load_learner(path, device=None, rules: dict | None = None, tok=None) -> Text
     text, bs, arch = spec.pop('text'), spec.pop('bs'), spec.pop('arch')
     if arch != AWDLSTM.__name__: raise ValueError(f"{path} holds an {arch} model; this version builds {AWDLSTM.__name__} only")
     tokenizer = tokenizer_from_json(bundle.read_json('tokenizer.json'), bundle.read_bytes, rules, tok)
-    vocab = Vocab.from_json(bundle.read_json('vocab.json'), where=str(bundle.path / 'vocab.json'))
+    vocab = _bundle_vocab(bundle)
     is_lm = bundle.kind == 'language_model'
     tb = TextBlock(ColReader(text['text_cols']) if text['text_cols'] else None, vocab=vocab, is_lm=is_lm,
                    seq_len=text['seq_len'], backwards=text['backwards'], tok=tokenizer)
