@@ -105,9 +105,10 @@ def add_recipe_args(p, clas_epochs, drop_mults, seed_help='the seed of the data 
     p.add_argument('--vocab-from', default='train', choices=['train', 'all'],  # ulmfit_learner.VOCAB_FROM
                    help="ours: the documents the vocabulary counts, the training ones or the validation ones too "
                         "(fastai's recipe always counts both)")
-    p.add_argument('--extend-vocab', action='store_true',
+    p.add_argument('--extend-vocab', nargs='?', const=True, default=False, choices=['classifier'],
                    help="ours: add the pretrained models' vocabulary after the task's (their words missing from the "
-                        "training text keep their vectors)")
+                        "training text keep their vectors), in both stages, or with 'classifier' in the classifier's "
+                        "only (ulmfit_learner.EXTEND_VOCAB)")
     p.add_argument('--seed', type=int, default=42, help=seed_help)
     p.add_argument('--device', default=None)
     p.add_argument('--amp', default=None, choices=['bf16', 'fp16'])
@@ -138,7 +139,7 @@ def ours_by_direction(a, train, test, work, sizes, **stage_kwargs):
                                   best_valid_error=1 - max(h[acc] for h in hist), **_test_errors(probs, targs),
                                   history=hist, columns=clas.recorder.metric_names,
                                   lm_history=lm.recorder.values, lm_columns=lm.recorder.metric_names,
-                                  vocab_size=len(clas.dls.vocab))
+                                  vocab_size=len(clas.dls.vocab), lm_vocab_size=len(lm.dls.vocab))
         learners[direction] = (clas, test_dl)
     if a.bidir:
         (f, f_test), (b, b_test) = learners['fwd'], learners['bwd']

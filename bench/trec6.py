@@ -125,7 +125,7 @@ def child_args(a):
     for flag in ('discr', 'gradual'):
         if not getattr(a, flag): out.append(f'--no-{flag}')
     out += ['--schedule', a.schedule, '--vocab-from', a.vocab_from]
-    if a.extend_vocab: out.append('--extend-vocab')
+    if a.extend_vocab: out += ['--extend-vocab'] + ([a.extend_vocab] if isinstance(a.extend_vocab, str) else [])
     if a.clip is not None: out += ['--clip', str(a.clip)]
     if a.bidir: out.append('--bidir')
     if a.device: out += ['--device', a.device]

@@ -39,16 +39,21 @@ def test_trec6_runs_several_splits_and_averages_them(tmp_path):
     assert '| ours | fwd | 3 |' in out and '| ours | fwd | mean of 2 |' in out
 
 
-def test_trec6_extend_vocab_reaches_the_recipe(tmp_path):
-    "`--extend-vocab` with a (tiny) pretrained model: the classifier's vocabulary holds the pretrained one."
+@pytest.mark.parametrize('where', [[], ['classifier']])
+def test_trec6_extend_vocab_reaches_the_recipe(tmp_path, where):
+    """`--extend-vocab` with a (tiny) pretrained model: the classifier's vocabulary holds the pretrained one, and the
+    language model's too unless `--extend-vocab classifier`."""
     from ulmfit_learner import pretrain, pretrained_vocab
     from ulmfit_learner.recipe import trec6
     pretrain(list(trec6('train').text[::10]), tmp_path / 'pre', config=dict(emb_sz=8, n_hid=16, n_layers=1), bs=16,
              seq_len=20, min_freq=1, checkpoint_minutes=None, device='cpu', progress=False)
     pre = pretrained_vocab(tmp_path / 'pre')
     res, _ = run('trec6.py', tmp_path, '--impl', 'ours', *TINY, '--seed', '3', '--pretrained', str(tmp_path / 'pre'),
-                 '--extend-vocab')
-    assert res['args']['extend_vocab'] and res['runs'][0]['clas_fwd']['vocab_size'] >= len(pre)
+                 '--extend-vocab', *where)
+    assert res['args']['extend_vocab'] == (where[0] if where else True)
+    clas = res['runs'][0]['clas_fwd']
+    assert clas['vocab_size'] >= len(pre)
+    assert (clas['lm_vocab_size'] < clas['vocab_size']) if where else clas['lm_vocab_size'] == clas['vocab_size']
 
 
 def test_trec6_without_fastai_python_says_how_to_get_it(tmp_path):

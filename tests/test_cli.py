@@ -421,12 +421,33 @@ def test_train_extend_vocab(data, pretrained, tmp_path):
     assert lm.dls.vocab == clas.dls.vocab == plain.extend(pre) and len(lm.dls.vocab) > len(plain)
 
 
+def test_train_extend_vocab_classifier(data, pretrained, tmp_path):
+    """--extend-vocab classifier: the language model keeps the task's vocabulary, the classifier's is it extended."""
+    status, out, err = run('train', data / 'train.csv', '--out', tmp_path / 'run', '--pretrained', pretrained[0],
+                           '--extend-vocab', 'classifier', '--lm-epochs', '1', '--clas-epochs', '1', *FAST)
+    assert status == 0, err
+    lm, clas = (load_learner(tmp_path / 'run' / part, device='cpu') for part in ('lm', 'classifier'))
+    pre = pretrained_vocab(pretrained[0])
+    assert clas.dls.vocab == lm.dls.vocab.extend(pre) and any(t not in lm.dls.vocab for t in pre)
+    assert 'added,' in out and 'with the vectors of the pretrained model' in out
+
+
 def test_finetune_lm_extend_vocab(data, pretrained, tmp_path):
     status, out, err = run('finetune-lm', data / 'train.csv', '--pretrained', pretrained[0], '--extend-vocab', '--out',
                            tmp_path / 'lm', '--epochs', '1', *FAST)
     assert status == 0, err
     vocab = load_learner(tmp_path / 'lm', device='cpu').dls.vocab
     assert set(pretrained_vocab(pretrained[0])) <= set(vocab)
+
+
+def test_extend_vocab_takes_classifier_for_train_only(data, pretrained, tmp_path, capsys):
+    "finetune-lm has no classifier: `--extend-vocab classifier` is a usage error there, as any other value for train."
+    for command, value in (('finetune-lm', 'classifier'), ('train', 'lm')):
+        with pytest.raises(SystemExit) as e:
+            main([command, str(data / 'train.csv'), '--out', str(tmp_path / 'r'), '--pretrained', str(pretrained[0]),
+                  '--extend-vocab', value])
+        assert e.value.code == 2 and value in capsys.readouterr().err
+    assert not (tmp_path / 'r').exists()
 
 
 @pytest.mark.parametrize('command', ['train', 'finetune-lm'])

@@ -21,7 +21,7 @@ import torch
 
 from ulmfit_learner import (AWD_LSTM, SPECIAL_TOKENS, TextDataLoaders, download_bundle, import_fastai_weights,
                             language_model_learner, list_pretrained, make_config, pretrained_path, pretrained_vocab, read_bundle,
-                            read_itos, set_seed, verify_bundle)
+                            read_itos, set_seed, text_classifier_learner, verify_bundle)
 from ulmfit_learner.bundle import MANIFEST, sha256_file
 from ulmfit_learner.callbacks import ProgressCallback
 
@@ -305,6 +305,58 @@ def test_a_task_vocab_extended_by_the_pretrained_one_keeps_every_pretrained_vect
         j = ext.vocab.stoi[tok]
         for key in ('encoder.emb_dp.emb.weight', 'decoder.bias'): assert torch.equal(new[key][j], old[key][i]), (tok, key)
     with pytest.raises(FileNotFoundError): pretrained_vocab(bundle.parent / 'nothing-here')
+
+
+def test_a_classifier_on_an_extended_vocab_loads_an_encoder_of_the_task_vocab(lm, bundle, tmp_path):
+    """`load_encoder(name, pretrained=bundle)`: a classifier whose vocabulary extends the encoder's by the pretrained
+    one keeps the encoder's rows for the encoder's tokens and takes the pretrained model's for the added ones; refused
+    without `pretrained`, and when the vocabulary does not extend the encoder's, each with its fix."""
+    with files('ulmfit_learner').joinpath('data', 'trec6.csv').open('r', encoding='utf-8') as f:
+        other = pd.read_csv(f, keep_default_na=False).iloc[5::20].reset_index(drop=True)
+    kw = dict(text_col='text', valid_pct=0.1, seed=0, bs=8, progress=False)
+    task = TextDataLoaders.from_df(other, is_lm=True, seq_len=12, **kw)
+    task_lm = language_model_learner(task, AWD_LSTM, pretrained=bundle, path=tmp_path, device='cpu')
+    with torch.no_grad(): task_lm.model.encoder.emb.weight.add_(1.)  # fine-tuned rows differ from the pretrained ones
+    task_lm.save_encoder('enc')
+    pre = pretrained_vocab(bundle)
+    ext = TextDataLoaders.from_df(other, label_col='label', text_vocab=task.vocab, extra_vocab=pre, **kw)
+    assert ext.vocab == task.vocab.extend(pre) and len(ext.vocab) > len(task.vocab)
+    clas = text_classifier_learner(ext, AWD_LSTM, config=TINY, path=tmp_path, device='cpu')
+    with pytest.raises(ValueError, match=r"first difference at id .*load_encoder\(name, pretrained=\.\.\.\)"):
+        clas.load_encoder('enc')
+    clas.load_encoder('enc', pretrained=bundle)
+    got, enc = clas.model.encoder.module.emb.weight, task_lm.model.encoder.emb.weight
+    old = read_bundle(bundle).state['encoder.emb_dp.emb.weight']
+    n_added = 0
+    for tok, i in ext.vocab.stoi.items():
+        if tok == 'xxfake': continue
+        if tok in task.vocab: assert torch.equal(got[i], enc[task.vocab.stoi[tok]]), tok
+        else: assert torch.equal(got[i], old[pre.stoi[tok]]), tok; n_added += 1
+    assert n_added > 0
+    lstm = {k: v for k, v in task_lm.model.encoder.state_dict().items() if 'emb' not in k}
+    assert all(torch.equal(clas.model.encoder.module.state_dict()[k], v) for k, v in lstm.items())
+    same = text_classifier_learner(TextDataLoaders.from_df(other, label_col='label', text_vocab=task.vocab, **kw),
+                                   AWD_LSTM, config=TINY, path=tmp_path, device='cpu')
+    same.load_encoder('enc', pretrained=bundle)  # the same vocabulary: `pretrained` is not needed, nor used
+    assert torch.equal(same.model.encoder.module.emb.weight, enc)
+    unrelated = TextDataLoaders.from_df(other.iloc[::2], label_col='label', **kw)
+    with pytest.raises(ValueError, match=r'text_vocab=dls_lm\.vocab'):
+        text_classifier_learner(unrelated, AWD_LSTM, config=TINY, path=tmp_path, device='cpu').load_encoder(
+            'enc', pretrained=bundle)
+
+
+def test_the_added_rows_must_come_from_a_model_of_the_encoders_sizes(dls, lm, tmp_path):
+    "A pretrained model of other sizes than the encoder cannot give it rows: refused, naming the sizes."
+    lm.save_encoder('enc')
+    wider = language_model_learner(dls, AWD_LSTM, config=dict(TINY, emb_sz=4), path=tmp_path, device='cpu')
+    wide_bundle = wider.export(tmp_path / 'wider')
+    extra = ['zyzzyva', 'quux']
+    clas_dls = TextDataLoaders.from_df(pd.DataFrame({'text': ['a b c', 'd e f'] * 8, 'label': ['x', 'y'] * 8}),
+                                       text_vocab=lm.dls.vocab, extra_vocab=extra, valid_pct=0.25, seed=0, bs=4,
+                                       progress=False)
+    clas = text_classifier_learner(clas_dls, AWD_LSTM, config=TINY, path=lm.path, device='cpu')
+    with pytest.raises(ValueError, match=r"other sizes than the encoder \(emb_sz: 4 in the pretrained model, 8 here"):
+        clas.load_encoder('enc', pretrained=wide_bundle)
 
 
 # ---- fastai's weights ---------------------------------------------------------------------------------------------

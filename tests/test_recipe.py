@@ -1,7 +1,8 @@
 """The recipe's stages (`ulmfit_stages`, the code of `ulmfit train`): its schedules, on a tiny model and 400 questions."""
 import pytest
 
-from ulmfit_learner import GradientClip, one_cycle_lr, one_cycle_mom, sched_stlr, ulmfit_stages
+from ulmfit_learner import (GradientClip, lm_learner, one_cycle_lr, one_cycle_mom, pretrained_vocab, sched_stlr,
+                            ulmfit_stages)
 from ulmfit_learner.recipe import trec6
 
 TINY = dict(emb_sz=16, n_hid=32, n_layers=1)
@@ -77,6 +78,30 @@ def test_vocab_from_all_counts_the_validation_questions(questions, tmp_path):
 def test_extend_vocab_without_a_pretrained_model_is_refused_before_training(questions, tmp_path, capsys):
     with pytest.raises(ValueError, match="extend_vocab adds a pretrained model's vocabulary.*pretrained="):
         stages(questions, tmp_path, extend_vocab=True)
+    assert 'Stage 2' not in capsys.readouterr().out and not (tmp_path / 'models').exists()
+
+
+@pytest.fixture(scope='module')
+def pretrained(tmp_path_factory):
+    "A tiny language model's bundle on the 500 test questions (untrained: its vocabulary is what matters here)."
+    tmp = tmp_path_factory.mktemp('pretrained')
+    return lm_learner(trec6('test').text, tmp, config=TINY, seq_len=20, device='cpu').export(tmp / 'bundle')
+
+
+def test_extend_vocab_classifier_extends_the_classifier_vocabulary_only(questions, pretrained, tmp_path):
+    """extend_vocab='classifier': the language model keeps the task's vocabulary (its softmax the task's size); the
+    classifier's is that vocabulary with the pretrained one's tokens after it. extend_vocab=True: both stages."""
+    pre = pretrained_vocab(pretrained)
+    lm, clas = stages(questions, tmp_path / 'clas', pretrained=pretrained, extend_vocab='classifier')
+    added = [t for t in pre if t not in lm.dls.vocab]
+    assert added and clas.dls.vocab == lm.dls.vocab.extend(pre)
+    both_lm, both = stages(questions, tmp_path / 'both', pretrained=pretrained, extend_vocab=True)
+    assert both_lm.dls.vocab == both.dls.vocab == clas.dls.vocab
+
+
+def test_unknown_extend_vocab_is_refused_before_training(questions, pretrained, tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"extend_vocab='lm': use True .*'classifier'"):
+        stages(questions, tmp_path, pretrained=pretrained, extend_vocab='lm')
     assert 'Stage 2' not in capsys.readouterr().out and not (tmp_path / 'models').exists()
 
 

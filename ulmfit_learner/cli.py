@@ -364,10 +364,14 @@ def _add_fit(p, epochs: int, lr: float, drop_mult: float) -> None:
                    help='multiplies every dropout probability of the AWD-LSTM (default: %(default)s)')
     _add_optim(p)
 
-def _add_extend_vocab(p) -> None:
-    p.add_argument('--extend-vocab', action='store_true',
+def _add_extend_vocab(p, classifier: bool = False) -> None:
+    "--extend-vocab; with `classifier`, `--extend-vocab classifier` too (the classifier's vocabulary only)."
+    how = dict(nargs='?', const=True, default=False, choices=['classifier']) if classifier else dict(action='store_true')
+    p.add_argument('--extend-vocab', **how,
                    help="add the --pretrained model's vocabulary to the task's, so that the words it learned that the "
-                        "training texts lack keep their vectors instead of becoming xxunk")
+                        "training texts lack keep their vectors instead of becoming xxunk" +
+                        ("; in both stages, or with 'classifier' in the classifier's only (the language model's "
+                         "softmax keeps the task's size: far less time)" if classifier else ''))
 
 def _check_extend_vocab(args) -> None:
     "--extend-vocab needs --pretrained: refused before any data is read."
@@ -476,7 +480,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument('--vocab-from', default='train', choices=VOCAB_FROM,
                    help="the texts whose tokens the vocabulary counts: the training ones, or the held-out ones too "
                         "(as fastai does; the validation accuracy is then a little optimistic) (default: %(default)s)")
-    _add_extend_vocab(p)
+    _add_extend_vocab(p, classifier=True)
     _add_optim(p)
     g = p.add_argument_group("ablations (the paper's Tables 6 and 7): switch one of ULMFiT's techniques off")
     g.add_argument('--no-discr', dest='discr', action='store_false', help='one learning rate for every layer group')

@@ -23,7 +23,8 @@ from .ulmfit import (GradualUnfreezing, LMLearner, TextLearner, language_model_l
                                    pretrained_tokenizer, pretrained_vocab, text_classifier_learner)
 
 # %% auto #0
-__all__ = ['DEMO_CONFIG', 'trec6', 'lm_learner', 'fine_tune_lm', 'train_classifier', 'ulmfit_stages', 'wiki_sample', 'demo']
+__all__ = ['DEMO_CONFIG', 'EXTEND_VOCAB', 'trec6', 'lm_learner', 'fine_tune_lm', 'train_classifier', 'ulmfit_stages',
+           'wiki_sample', 'demo']
 
 # %% ../nbs/33_recipe.ipynb #09ad0beb
 def trec6(split: str = 'train') -> pd.DataFrame:
@@ -45,22 +46,28 @@ def _lrs(lr: float, n_groups: int, discr: bool):
     "`lr` spread over the layer groups, 2.6 times smaller per group down the network (`discr`), or the same everywhere."
     return slice(lr / 2.6 ** (n_groups - 1), lr) if discr else lr
 
-def _check_extend_vocab(extend_vocab: bool, pretrained) -> None:
-    "`extend_vocab` needs a pretrained model: refused before any training."
+EXTEND_VOCAB = (False, True, 'classifier')  # no extension, both stages, the classifier's vocabulary only
+
+def _check_extend_vocab(extend_vocab, pretrained) -> None:
+    "`extend_vocab` is one of `EXTEND_VOCAB` and needs a pretrained model: refused before any training."
+    if extend_vocab not in EXTEND_VOCAB:
+        raise ValueError(f"extend_vocab={extend_vocab!r}: use True (the pretrained vocabulary added in both stages), "
+                         "'classifier' (in the classifier's only) or False")
     if extend_vocab and pretrained is None:
         raise ValueError("extend_vocab adds a pretrained model's vocabulary to the task's: give the pretrained model "
                          "too (pretrained=..., or --pretrained), or leave extend_vocab off")
 
 def lm_learner(texts, path, pretrained=None, config: dict | None = None, drop_mult: float = 0.3, bs: int = 32,
                seq_len: int = 40, valid_pct: float = 0.1, seed: int = 42, device=None, is_valid=None,
-               amp: str | None = None, clip: float | None = None, extend_vocab: bool = False,
+               amp: str | None = None, clip: float | None = None, extend_vocab: bool | str = False,
                **loader_kwargs) -> LMLearner:
-    "A language model's learner on `texts` (tokenized like the `pretrained` bundle, if any, its vocabulary added with `extend_vocab`), with accuracy and perplexity."
+    "A language model's learner on `texts` (tokenized like the `pretrained` bundle, if any, its vocabulary added with `extend_vocab=True`), with accuracy and perplexity."
     _check_clip(clip)
     _check_extend_vocab(extend_vocab, pretrained)
     backwards = loader_kwargs.get('backwards', False)
     tok = pretrained_tokenizer(pretrained, backwards) if pretrained is not None else None
-    if extend_vocab: loader_kwargs['extra_vocab'] = pretrained_vocab(pretrained, backwards)
+    if extend_vocab and extend_vocab != 'classifier':  # 'classifier': the language model keeps the task's vocabulary
+        loader_kwargs['extra_vocab'] = pretrained_vocab(pretrained, backwards)
     df = pd.DataFrame({'text': list(texts)})
     split = dict(valid_pct=valid_pct) if is_valid is None else dict(valid_col='is_valid')
     if is_valid is not None: df['is_valid'] = list(is_valid)
@@ -86,17 +93,20 @@ def train_classifier(df: pd.DataFrame, lm: LMLearner, path, text_col: str = 'tex
                      epochs: int = 6, lr: float = 2e-2, drop_mult: float = 0.5, bs: int = 32, valid_pct: float = 0.1,
                      valid_col: str | None = None, seed: int = 42, device=None, cbs=None, discr: bool = True,
                      schedule: str = 'stlr', gradual: bool = True, amp: str | None = None, clip: float | None = None,
-                     cache_dir=None) -> TextLearner:
-    "Stage 3: a classifier on `lm`'s encoder: `gradual` unfreezing at `lr`/2, then `epochs` of all layers (`cbs` in that fit)."
+                     cache_dir=None, extend_from=None) -> TextLearner:
+    """Stage 3: a classifier on `lm`'s encoder: `gradual` unfreezing at `lr`/2, then `epochs` of all layers (`cbs` in
+    that fit); `extend_from`, a pretrained model: its vocabulary added to the language model's, with its vectors."""
     _check_schedule(schedule)
     _check_clip(clip)
     lm.save_encoder('encoder')
+    backwards = lm.dls.text_block.backwards
+    extra = None if extend_from is None else pretrained_vocab(extend_from, backwards)
     dls = TextDataLoaders.from_df(df, text_col=text_col, label_col=label_col, text_vocab=lm.dls.vocab, tok=lm.dls.tokenizer,
-                                  backwards=lm.dls.text_block.backwards, valid_pct=valid_pct, valid_col=valid_col,
-                                  seed=seed, bs=bs, progress=False, device=device, cache_dir=cache_dir)
+                                  backwards=backwards, valid_pct=valid_pct, valid_col=valid_col, seed=seed, bs=bs,
+                                  progress=False, device=device, cache_dir=cache_dir, extra_vocab=extra)
     learn = text_classifier_learner(dls, AWDLSTM, config=model_sizes(lm.model_spec['config']), drop_mult=drop_mult,
                                     metrics=accuracy, path=path, device=device)
-    learn.load_encoder('encoder')
+    learn.load_encoder('encoder', pretrained=extend_from)
     _add_clip(_with_precision(learn, amp), clip)
     n_groups = len(learn.layer_groups)
     fit = _fit_fn(learn, schedule)
@@ -111,7 +121,7 @@ def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str
                   valid_col: str | None = None, discr: bool = True, schedule: str = 'stlr', gradual: bool = True,
                   lm_drop_mult: float = 0.3, clas_drop_mult: float = 0.5, amp: str | None = None,
                   clip: float | None = None, vocab_from: str = 'train',
-                  extend_vocab: bool = False) -> tuple[LMLearner, TextLearner]:
+                  extend_vocab: bool | str = False) -> tuple[LMLearner, TextLearner]:
     "ULMFiT's fine-tuning stages, printing their tables: a language model on the texts and `extra_texts`, then a classifier."
     _check_schedule(schedule)  # before an hour of language-model training
     _check_clip(clip)
@@ -130,7 +140,7 @@ def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str
         learn = train_classifier(df, lm, path, text_col, label_col, clas_epochs, clas_lr, drop_mult=clas_drop_mult,
                                  bs=bs, valid_pct=valid_pct, valid_col=valid_col, seed=seed, device=device, cbs=cbs,
                                  discr=discr, schedule=schedule, gradual=gradual, amp=amp, clip=clip,
-                                 cache_dir=cache)
+                                 cache_dir=cache, extend_from=pretrained if extend_vocab == 'classifier' else None)
     return lm, learn
 
 def wiki_sample() -> Path:

@@ -53,6 +53,13 @@ def _vocab_difference(saved: list, ours: list) -> str | None:
     b = ours[i] if i < len(ours) else '(none)'
     return f"{head}; first difference at id {i}: {a!r} in the encoder, {b!r} here"
 
+def _extended_prefix(saved: list, ours: list) -> int | None:
+    "How many tokens of `saved` start `ours` when `ours` extends it (`Vocab.extend`: its filler dropped), else None."
+    saved = list(saved)
+    while saved and saved[-1] == FAKE_TOKEN: saved.pop()
+    n = len(saved)
+    return n if len(ours) > n and list(ours[:n]) == saved else None
+
 def model_sizes(config) -> dict:
     "The sizes in an AWD-LSTM config (a dict or `AWDLSTMConfig`): everything but the dropouts, which each learner sets."
     config = asdict(config) if isinstance(config, AWDLSTMConfig) else dict(config)
@@ -91,23 +98,30 @@ class TextLearner(Learner):
         atomic_write(file, lambda f: torch.save(state, f))
         return file
 
-    def load_encoder(self, name: str) -> 'TextLearner':
-        "Load an encoder saved by `save_encoder`, after checking that its vocabulary and sizes are this model's."
+    def load_encoder(self, name: str, pretrained=None) -> 'TextLearner':
+        """Load an encoder saved by `save_encoder`, after checking that its vocabulary and sizes are this model's;
+        with `pretrained`, this vocabulary may extend the encoder's, the added tokens' rows from that bundle."""
         file = self._file(name)  # the same place as `save`
         if not file.exists(): raise FileNotFoundError(f"no encoder at {file} (save one with learn.save_encoder)")
         state = torch.load(file, map_location=self.device, weights_only=True)
         if not isinstance(state, dict) or state.get('format') != ENCODER_FORMAT:
             raise ValueError(f"{file} is not an encoder written by save_encoder")
+        weights = state['encoder']
         diff = _vocab_difference(state['vocab'], self.dls.vocab)
-        if diff:
-            raise ValueError(f"cannot load the encoder {file}: {diff}. Build this learner's loaders with the language "
-                             "model's vocabulary (TextDataLoaders.from_df(..., text_vocab=dls_lm.vocab))")
+        n_kept = _extended_prefix(state['vocab'], self.dls.vocab) if diff else None
+        if diff and (n_kept is None or pretrained is None):
+            fix = ("pass the pretrained model whose vocabulary was added, for the added tokens' vectors: "
+                   "learn.load_encoder(name, pretrained=...)" if n_kept is not None else
+                   "build this learner's loaders with the language model's vocabulary "
+                   "(TextDataLoaders.from_df(..., text_vocab=dls_lm.vocab))")
+            raise ValueError(f"cannot load the encoder {file}: {diff}. To fix it, {fix}")
         enc = _encoder_of(self.model)
         wrong = _size_difference(state['config'], asdict(enc.config), 'the encoder')
         if wrong:
             raise ValueError(f"cannot load the encoder {file}: its sizes differ ({wrong}). Create this "
                              "learner with the same config as the language model (config=...)")
-        enc.load_state_dict(state['encoder'])
+        if diff: weights = _added_rows(weights, n_kept, self.dls, pretrained, state['config'])
+        enc.load_state_dict(weights)
         return self
 
     def fine_tune(self, epochs: int, base_lr: float | None = None, freeze_epochs: int = 1, lr_ratio: float = 2.6,
@@ -293,13 +307,17 @@ def _bundle_vocab(bundle: Bundle) -> Vocab:
     "The vocabulary a bundle holds (`vocab.json`), checked, its file named in errors."
     return Vocab.from_json(bundle.read_json('vocab.json'), where=str(bundle.path / 'vocab.json'))
 
-def _load_pretrained(learn: 'LMLearner', bundle: Bundle) -> float:
-    "Load the bundle's weights into `learn`, the embedding matched to its vocabulary; returns the coverage."
-    diff = _tokenizer_difference(bundle, learn.dls.tokenizer)
+def _check_tokenizer(bundle: Bundle, tokenizer) -> None:
+    "Refuse a bundle whose tokenizer is not `tokenizer`: its vectors would belong to other tokens."
+    diff = _tokenizer_difference(bundle, tokenizer)
     if diff:
         raise ValueError(f"the pretrained model in {bundle.path} was trained with another tokenizer ({diff}); the "
                          "same words would get other tokens. Build the loaders with its tokenizer: "
                          "TextDataLoaders.from_df(..., tok=pretrained_tokenizer(path))")
+
+def _load_pretrained(learn: 'LMLearner', bundle: Bundle) -> float:
+    "Load the bundle's weights into `learn`, the embedding matched to its vocabulary; returns the coverage."
+    _check_tokenizer(bundle, learn.dls.tokenizer)
     old_itos = _bundle_vocab(bundle).itos
     new_itos = learn.dls.vocab.itos
     state, n_found = match_embeddings(bundle.state, old_itos, new_itos)
@@ -308,6 +326,24 @@ def _load_pretrained(learn: 'LMLearner', bundle: Bundle) -> float:
     print(f"pretrained model {bundle.path}: {n_found:,} of the {n_real:,} tokens of this vocabulary ({n_found / n_real:.1%}) "
           "have pretrained vectors; the others start at their mean")
     return n_found / n_real
+
+def _added_rows(weights: dict, n_kept: int, dls, pretrained, config: dict) -> dict:
+    "An encoder's `weights`, its embedding grown to `dls.vocab`: its own first `n_kept` rows, the `pretrained` bundle's after."
+    bundle = _pretrained_bundle(pretrained, backwards=dls.text_block.backwards)
+    wrong = _size_difference(bundle.meta['learner']['config'], config, 'the pretrained model')
+    if wrong:
+        raise ValueError(f"the pretrained model in {bundle.path} has other sizes than the encoder ({wrong}); pass the "
+                         "pretrained model the language model was fine-tuned from")
+    _check_tokenizer(bundle, dls.tokenizer)
+    itos, old_itos, key = dls.vocab.itos, _bundle_vocab(bundle).itos, EMB_KEY.removeprefix('encoder.')
+    rows, _ = match_embeddings({EMB_KEY: bundle.state[EMB_KEY]}, old_itos, itos)
+    emb = rows[EMB_KEY].to(weights[key])
+    emb[:n_kept] = weights[key][:n_kept]
+    known = set(old_itos)
+    added = [t for t in itos[n_kept:] if t != FAKE_TOKEN]
+    print(f"encoder: {n_kept:,} tokens fine-tuned with it; {len(added):,} added, "
+          f"{sum(t in known for t in added):,} of them with the vectors of the pretrained model {bundle.path}")
+    return {**weights, key: emb}
 
 def pretrained_tokenizer(pretrained, backwards: bool = False, rules=None, tok=None):
     "The tokenizer of the pretrained bundle that `pretrained` names (see `pretrained_path`): build the task's loaders with it (`tok=`)."
