@@ -341,8 +341,9 @@ def _added_rows(weights: dict, n_kept: int, dls, pretrained, config: dict) -> di
     emb[:n_kept] = weights[key][:n_kept]
     known = set(old_itos)
     added = [t for t in itos[n_kept:] if t != FAKE_TOKEN]
-    print(f"encoder: {n_kept:,} tokens fine-tuned with it; {len(added):,} added, "
-          f"{sum(t in known for t in added):,} of them with the vectors of the pretrained model {bundle.path}")
+    n_missing = sum(t not in known for t in added)
+    print(f"load_encoder: the encoder's rows for its {n_kept:,} tokens; the {len(added):,} tokens added take the vectors "
+          f"of the pretrained model {bundle.path}" + (f" ({n_missing:,} it lacks start at its mean vector)" if n_missing else ''))
     return {**weights, key: emb}
 
 def pretrained_tokenizer(pretrained, backwards: bool = False, rules=None, tok=None):
