@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
-from ulmfit_learner import load_learner, pretrained_vocab
+from ulmfit_learner import CheckpointCallback, load_learner, pretrained_vocab, read_bundle
+from ulmfit_learner import recipe
 from ulmfit_learner.cli import main, model_folder, read_texts
-from ulmfit_learner.recipe import trec6
+from ulmfit_learner.recipe import RECIPE_STEPS, trec6
 
 COMMANDS = ['demo', 'pretrain', 'finetune-lm', 'train', 'predict', 'evaluate', 'export']
 SIZES = ['--emb-sz', '16', '--n-hid', '32', '--n-layers', '1']
@@ -464,3 +465,48 @@ def test_vocab_from_reaches_the_recipe(data, tmp_path, monkeypatch, capsys):
         assert 'stopped by the test' in capsys.readouterr().err and seen['vocab_from'] == vocab_from
     with pytest.raises(SystemExit) as e: main(['train', str(data / 'train.csv'), '--out', str(tmp_path / 'r'), '--vocab-from', 'test'])
     assert e.value.code == 2 and "invalid choice: 'test'" in capsys.readouterr().err
+
+
+# ---- interrupted runs ---------------------------------------------------------------------------------------------
+def interrupt_at(monkeypatch, step: str, epoch: int, batch: int) -> None:
+    "Press Ctrl-C after training batch `batch` of `epoch` of the recipe's fit `step`."
+    class Interrupting(CheckpointCallback):
+        def after_batch(self, learn):
+            if self.fname == step and learn.training and learn.epoch == epoch and learn.iter == batch:
+                raise KeyboardInterrupt
+    monkeypatch.setattr(recipe, 'CheckpointCallback', Interrupting)
+
+
+RESUMABLE = {'train': (['--lm-epochs', '2', '--clas-epochs', '2'], 'stage3', 'classifier'),
+             'finetune-lm': (['--epochs', '2'], 'stage2', '.')}
+
+
+@pytest.mark.parametrize('command', list(RESUMABLE))
+def test_an_interrupted_run_goes_on_from_its_last_checkpoint(command, data, tmp_path, monkeypatch):
+    """Ctrl-C in the middle of an epoch, then the same command: the model written is the one of a run never stopped,
+    and the checkpoints are gone once it is written."""
+    epochs, step, part = RESUMABLE[command]
+    argv = lambda out: [command, data / 'train.csv', '--out', out, *epochs, '--checkpoint-minutes', '0', *SIZES, *FAST]
+    assert run(*argv(tmp_path / 'full'))[0] == 0
+    with monkeypatch.context() as m:
+        interrupt_at(m, step, 1, 2)
+        status, out, err = run(*argv(tmp_path / 'cut'))
+    assert status == 130 and 'interrupted; the same command again goes on from the last checkpoint' in err
+    status, out, err = run(*argv(tmp_path / 'cut'))
+    assert status == 0 and f'{step}: resuming from' in out, err
+    full, cut = (read_bundle(tmp_path / run_ / part).state for run_ in ('full', 'cut'))
+    assert full.keys() == cut.keys() and all(torch.equal(full[k], cut[k]) for k in full)
+    left = tmp_path / 'cut' / 'models' if command == 'train' else tmp_path / 'cut.work'
+    assert not any((left / f'{s}.pth').exists() for s in RECIPE_STEPS) and not (left / 'recipe.json').exists()
+    if command == 'finetune-lm': assert not left.exists(), 'the work folder goes with its checkpoints'
+
+
+def test_checkpoints_of_other_arguments_are_refused(data, tmp_path, monkeypatch):
+    argv = ['train', data / 'train.csv', '--out', tmp_path / 'run', '--lm-epochs', '1', '--clas-epochs', '1', *SIZES, *FAST]
+    with monkeypatch.context() as m:
+        interrupt_at(m, 'stage3', 0, 2)
+        assert run(*argv)[0] == 130
+    status, out, err = run(*argv, '--clas-lr', '0.05')
+    assert status == 1 and 'other arguments (clas_lr: 0.02 there, 0.05 here)' in err and '--no-resume' in err
+    status, out, err = run(*argv, '--clas-lr', '0.05', '--no-resume')
+    assert status == 0 and 'resuming' not in out, err

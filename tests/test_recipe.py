@@ -1,9 +1,14 @@
-"""The recipe's stages (`ulmfit_stages`, the code of `ulmfit train`): its schedules, on a tiny model and 400 questions."""
-import pytest
+"""The recipe's stages (`ulmfit_stages`, the code of `ulmfit train`): its schedules, its checkpoints and exact resume
+after a crash, on a tiny model and 400 questions."""
+import json
 
-from ulmfit_learner import (GradientClip, lm_learner, one_cycle_lr, one_cycle_mom, pretrained_vocab, sched_stlr,
-                            ulmfit_stages)
-from ulmfit_learner.recipe import trec6
+import pytest
+import torch
+
+from ulmfit_learner import (CallbackError, CheckpointCallback, GradientClip, lm_learner, one_cycle_lr, one_cycle_mom,
+                            pretrained_vocab, sched_stlr, set_seed, ulmfit_stages)
+from ulmfit_learner import recipe
+from ulmfit_learner.recipe import RECIPE_STEPS, trec6
 
 TINY = dict(emb_sz=16, n_hid=32, n_layers=1)
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -109,3 +114,60 @@ def test_unknown_vocab_from_is_refused_before_training(questions, tmp_path):
     with pytest.raises(ValueError, match=r"vocab_from='valid'.*'train'.*'all'"):
         stages(questions, tmp_path, vocab_from='valid')
     assert not (tmp_path / 'models').exists()
+
+
+# ---- checkpoints and resuming -------------------------------------------------------------------------------------
+def crash_at(monkeypatch, step: str, epoch: int, batch: int) -> None:
+    "Make the recipe's fit `step` die after training batch `batch` of `epoch` (as a power cut would)."
+    class Crashing(CheckpointCallback):
+        def after_batch(self, learn):
+            if self.fname == step and learn.training and learn.epoch == epoch and learn.iter == batch:
+                raise RuntimeError('power cut')
+    monkeypatch.setattr(recipe, 'CheckpointCallback', Crashing)
+
+
+def full_recipe(questions, path, pretrained, **kwargs):
+    "Every fit of the recipe (the pretrained model's frozen epoch, gradual unfreezing), two epochs each, from seed 0."
+    set_seed(0)
+    args = dict(config=TINY, lm_epochs=2, clas_epochs=2, seq_len=20, lm_lr=1e-2, clas_lr=2e-2,
+                checkpoint_minutes=0)  # 0: a checkpoint before every batch
+    return ulmfit_stages(questions, path, pretrained=pretrained, **{**args, **kwargs})
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(questions, pretrained, tmp_path_factory):
+    return full_recipe(questions, tmp_path_factory.mktemp('full'), pretrained)
+
+
+@pytest.mark.parametrize('step,epoch,batch', [('stage2_frozen', 0, 2), ('stage2', 1, 3), ('stage3_gradual', 1, 1),
+                                              ('stage3', 0, 0), ('stage3', 1, 4)])
+def test_the_recipe_resumes_exactly_after_a_crash(questions, pretrained, uninterrupted, tmp_path, monkeypatch, step,
+                                                  epoch, batch):
+    """Killed in any fit, mid-epoch or before a fit's first checkpoint, and called again: the same language model and
+    classifier, weights and per-epoch values, as the run that was never stopped; the checkpoints are gone after it."""
+    with monkeypatch.context() as m:
+        crash_at(m, step, epoch, batch)
+        with pytest.raises(CallbackError, match='power cut'): full_recipe(questions, tmp_path, pretrained)
+    models = tmp_path / 'models'
+    assert (models / 'recipe.json').exists()
+    assert (models / f'{step}.pth').exists() == (batch > 0), 'a checkpoint before every batch but the first'
+    lm, clas = full_recipe(questions, tmp_path, pretrained)
+    for ours, theirs in zip((lm, clas), uninterrupted):
+        for k, v in theirs.model.state_dict().items(): assert torch.equal(ours.model.state_dict()[k], v), k
+        assert [r[:-1] for r in ours.recorder.values] == [r[:-1] for r in theirs.recorder.values], 'all but the time'
+    assert not any((models / f'{s}.pth').exists() for s in RECIPE_STEPS) and not (models / 'recipe.json').exists()
+
+
+def test_checkpoints_of_another_run_are_refused(questions, pretrained, tmp_path, monkeypatch):
+    with monkeypatch.context() as m:
+        crash_at(m, 'stage2', 0, 2)
+        with pytest.raises(CallbackError, match='power cut'): full_recipe(questions, tmp_path, pretrained)
+    saved = json.loads((tmp_path / 'models' / 'recipe.json').read_text())
+    assert saved['clas_lr'] == 2e-2 and len(saved['data']) == 64
+    with pytest.raises(ValueError, match=r"other arguments \(clas_epochs: 2 there, 3 here\).*resume=False"):
+        full_recipe(questions, tmp_path, pretrained, clas_epochs=3)
+    other = questions.assign(text=questions.text.str.lower())
+    with pytest.raises(ValueError, match=r"data: '[0-9a-f]{64}' there, '[0-9a-f]{64}' here"):
+        full_recipe(other, tmp_path, pretrained)
+    _, clas = full_recipe(other, tmp_path, pretrained, resume=False)  # starting over is allowed
+    assert len(clas.recorder.values) == 2

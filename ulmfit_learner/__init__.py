@@ -30,7 +30,7 @@ from .ulmfit import (GradualUnfreezing, LMLearner, TextLearner, bidirectional_pr
                      text_classifier_learner)
 from .pretrained import download_bundle, import_fastai_weights, list_pretrained, pretrained_path, read_itos, ulmfit_home
 from .pretrain import SCHEDULES, MissingColumn, pretrain, read_corpus, read_lines
-from .recipe import DEMO_CONFIG, EXTEND_VOCAB, fine_tune_lm, lm_learner, train_classifier, trec6, ulmfit_stages, wiki_sample
+from .recipe import DEMO_CONFIG, EXTEND_VOCAB, RECIPE_STEPS, fine_tune_lm, lm_learner, train_classifier, trec6, ulmfit_stages, wiki_sample
 from .schedule import (LRFinder, ParamScheduler, combine_scheds, flat_cos_lr, minimum, one_cycle_lr, one_cycle_mom,
                        sched_cos, sched_exp, sched_lin, sched_no, sched_stlr, steep, stlr, valley)
 
@@ -74,7 +74,7 @@ __all__ = [
     'bidirectional_preds', 'load_learner', 'match_embeddings', 'pretrained_tokenizer', 'pretrained_vocab', 'ulmfit_home', 'pretrained_path',
     'list_pretrained', 'download_bundle', 'import_fastai_weights', 'read_itos',
     # ULMFiT stage 1: pretraining; the recipe of stages 2 and 3
-    'pretrain', 'SCHEDULES', 'read_corpus', 'read_lines', 'MissingColumn', 'model_sizes', 'trec6', 'DEMO_CONFIG', 'EXTEND_VOCAB', 'lm_learner', 'fine_tune_lm', 'train_classifier',
+    'pretrain', 'SCHEDULES', 'read_corpus', 'read_lines', 'MissingColumn', 'model_sizes', 'trec6', 'DEMO_CONFIG', 'EXTEND_VOCAB', 'RECIPE_STEPS', 'lm_learner', 'fine_tune_lm', 'train_classifier',
     'ulmfit_stages', 'wiki_sample',
     # interpretation
     'ClassificationInterpretation',

@@ -27,7 +27,8 @@ from .learner import Learner
 from .metrics import Perplexity, accuracy, as_metric
 from .pretrained import pretrained_path
 from .pretrain import SCHEDULES, MissingColumn, _describe, _resolve_precision, pretrain, read_corpus, read_lines
-from .recipe import DEMO_CONFIG, demo, fine_tune_lm, lm_learner, trec6, ulmfit_stages
+from .recipe import (DEMO_CONFIG, _fingerprint, _forget_checkpoints, _prepare_checkpoints, demo, fine_tune_lm,
+                                   lm_learner, trec6, ulmfit_stages)
 from .text.data import VOCAB_FROM
 from .ulmfit import LMLearner, TextLearner, load_learner
 
@@ -155,12 +156,18 @@ def cmd_finetune_lm(args) -> int:
     texts = read_texts(args.data, args.text_col, args.max_docs)
     print(f'ulmfit finetune-lm: {len(texts):,} texts from {args.data} ({args.valid_pct:.0%} held out for validation), '
           f"{f'from {pretrained}' if pretrained else 'from random weights'}, device {_device_name(args.device)}")
-    with tempfile.TemporaryDirectory() as tmp:
-        lm = lm_learner(texts, tmp, pretrained, _config(args), drop_mult=args.drop_mult, bs=args.bs, seq_len=args.seq_len,
-                        valid_pct=args.valid_pct, seed=args.seed, device=args.device, backwards=args.backwards,
-                        amp=precision, clip=args.clip, extend_vocab=args.extend_vocab)
-        fine_tune_lm(lm, args.epochs, args.lr, pretrained=pretrained is not None, schedule=args.schedule)
+    work = Path(args.work_dir) if args.work_dir else out.with_name(out.name + '.work')
+    lm = lm_learner(texts, work, pretrained, _config(args), drop_mult=args.drop_mult, bs=args.bs, seq_len=args.seq_len,
+                    valid_pct=args.valid_pct, seed=args.seed, device=args.device, backwards=args.backwards,
+                    amp=precision, clip=args.clip, extend_vocab=args.extend_vocab)
+    # the checkpoints belong to these arguments and texts: a later call with others starts over or is refused
+    settings = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS} | {'data': _fingerprint(texts)}
+    resume = _prepare_checkpoints(work / 'models', settings, args.resume)
+    fine_tune_lm(lm, args.epochs, args.lr, pretrained=pretrained is not None, schedule=args.schedule,
+                 checkpoint_minutes=args.checkpoint_minutes, resume=resume)
     lm.export(out)
+    _forget_checkpoints(work / 'models')
+    with contextlib.suppress(OSError): (work / 'models').rmdir(); work.rmdir()  # only if nothing else is there
     print(f"\nvalidation perplexity: {_final(lm, 'perplexity'):.2f}\nlanguage model written to {out}")
     return 0
 
@@ -185,7 +192,8 @@ def cmd_train(args) -> int:
                               args.clas_epochs, args.lm_lr, args.clas_lr, args.bs, args.seq_len, args.valid_pct,
                               args.seed, args.device, args.backwards, what=what, cbs=[best], discr=args.discr,
                               schedule=args.schedule, gradual=args.gradual, amp=precision, clip=args.clip,
-                              vocab_from=args.vocab_from, extend_vocab=args.extend_vocab)
+                              vocab_from=args.vocab_from, extend_vocab=args.extend_vocab,
+                              checkpoint_minutes=args.checkpoint_minutes, resume=args.resume)
     learn.export(run / 'classifier')
     lm.export(run / 'lm')
     print(f"\nfinal validation accuracy: {_final(learn, 'accuracy'):.4f}")
@@ -364,6 +372,16 @@ def _add_fit(p, epochs: int, lr: float, drop_mult: float) -> None:
                    help='multiplies every dropout probability of the AWD-LSTM (default: %(default)s)')
     _add_optim(p)
 
+_NOT_SETTINGS = ('run', 'command', 'out', 'work_dir', 'resume', 'checkpoint_minutes', 'device')  # not the model's
+
+def _add_resume(p, where: str, work_dir: str | None = None) -> None:
+    "--checkpoint-minutes and --no-resume (checkpoints in `where`), and --work-dir when `work_dir` says what it holds."
+    p.add_argument('--checkpoint-minutes', type=float, default=30., metavar='M',
+                   help=f'checkpoint every M minutes, and after every epoch, in {where} (default: %(default)s)')
+    if work_dir: p.add_argument('--work-dir', default=None, metavar='DIR', help=f'{work_dir} (default: --out + .work)')
+    p.add_argument('--no-resume', dest='resume', action='store_false',
+                   help=f"start over even if {where} holds checkpoints of an interrupted run")
+
 def _add_extend_vocab(p, classifier: bool = False) -> None:
     "--extend-vocab; with `classifier`, `--extend-vocab classifier` too (the classifier's vocabulary only)."
     how = dict(nargs='?', const=True, default=False, choices=['classifier']) if classifier else dict(action='store_true')
@@ -433,9 +451,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument('--max-vocab', type=_positive, default=60000, help='largest vocabulary (default: %(default)s)')
     p.add_argument('--min-freq', type=_positive, default=3, help='fewest occurrences of a token in the vocabulary (default: %(default)s)')
     p.add_argument('--valid', default=None, metavar='CORPUS', help='a validation corpus (default: --valid-pct of CORPUS)')
-    p.add_argument('--checkpoint-minutes', type=float, default=30., metavar='M', help='checkpoint every M minutes (default: %(default)s)')
-    p.add_argument('--work-dir', default=None, metavar='DIR', help='checkpoints and token cache (default: --out + .work)')
-    p.add_argument('--no-resume', dest='resume', action='store_false', help="start over even if the work folder has a checkpoint")
+    _add_resume(p, 'the work folder', 'checkpoints and token cache')
     _add_data(p, seq_len=70, bs=64)
     _add_fit(p, epochs=1, lr=4e-3, drop_mult=1.)
     _add_sizes(p)
@@ -445,13 +461,16 @@ def make_parser() -> argparse.ArgumentParser:
     p = add('finetune-lm', cmd_finetune_lm, "stage 2: fine-tune a language model on the task's texts",
             "Fine-tune a language model on DATA (a CSV file's --text-col, a text file or a folder of .txt files)\n"
             "and export it to --out. From --pretrained: an epoch on the embedding first, then all layers with\n"
-            "discriminative learning rates and STLR; without: all layers from random weights.",
+            "discriminative learning rates and STLR; without: all layers from random weights. Checkpoints every\n"
+            "--checkpoint-minutes in the work folder (--work-dir, default DIR.work); running the same command\n"
+            "again after an interruption resumes from the last checkpoint, exactly.",
             'ulmfit finetune-lm reviews.csv --pretrained wt-fwd --out reviews-lm')
     p.add_argument('data', metavar='DATA', help='a CSV file, a text file, or a folder of .txt files')
     p.add_argument('--out', required=True, metavar='DIR', help='the model folder to write (replaced if it is one)')
     p.add_argument('--pretrained', default=None, metavar='MODEL', help=PRETRAINED_HELP)
     p.add_argument('--max-docs', type=_positive, default=None, metavar='N', help='read only the first N documents')
     _add_extend_vocab(p)
+    _add_resume(p, 'the work folder', 'checkpoints (deleted once the model is written)')
     _add_data(p, seq_len=72)
     _add_fit(p, epochs=4, lr=1e-2, drop_mult=0.3)
     _add_sizes(p)
@@ -466,7 +485,9 @@ def make_parser() -> argparse.ArgumentParser:
             "  lm/               the fine-tuned language model (a --pretrained for later runs)\n"
             "  models/encoder.pth  the fine-tuned encoder (learn.load_encoder reads it)\n"
             "  models/best.pth     the classifier at its best validation accuracy in the last stage\n"
-            "                      (ulmfit export RUN --checkpoint best --to DIR)",
+            "                      (ulmfit export RUN --checkpoint best --to DIR)\n"
+            "Checkpoints every --checkpoint-minutes in RUN/models (deleted at the end); running the same command\n"
+            "again after an interruption resumes from the last checkpoint, exactly.",
             'ulmfit train reviews.csv --label-col sentiment --unlabelled unsup.txt --pretrained wt-fwd --out run1')
     p.add_argument('data', metavar='DATA', help='a CSV file with a text and a label column')
     p.add_argument('--out', required=True, metavar='RUN', help='the run folder to write')
@@ -481,6 +502,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="the texts whose tokens the vocabulary counts: the training ones, or the held-out ones too "
                         "(as fastai does; the validation accuracy is then a little optimistic) (default: %(default)s)")
     _add_extend_vocab(p, classifier=True)
+    _add_resume(p, 'RUN/models')
     _add_optim(p)
     g = p.add_argument_group("ablations (the paper's Tables 6 and 7): switch one of ULMFiT's techniques off")
     g.add_argument('--no-discr', dest='discr', action='store_false', help='one learning rate for every layer group')
@@ -560,5 +582,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f'ulmfit {args.command}: error: {_one_line(e)}', file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
     except KeyboardInterrupt:
-        print(f'ulmfit {args.command}: interrupted', file=sys.stderr)
+        again = '; the same command again goes on from the last checkpoint' if hasattr(args, 'checkpoint_minutes') else ''
+        print(f'ulmfit {args.command}: interrupted{again}', file=sys.stderr)
         return 130

@@ -7,13 +7,17 @@ Docs: https://ulmfit-learner.github.io/ulmfit_learner/recipe.html.md"""
 # %% ../nbs/33_recipe.ipynb #9754ad3f
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
+from functools import partial
 from importlib.resources import files
 from pathlib import Path
 
 import pandas as pd
 
-from .core import default_device, set_seed
+from .callbacks import CheckpointCallback
+from .core import atomic_write, default_device, listify, set_seed
 from .learner import Learner
 from .metrics import Perplexity, accuracy
 from .models.awdlstm import AWDLSTM
@@ -23,8 +27,8 @@ from .ulmfit import (GradualUnfreezing, LMLearner, TextLearner, language_model_l
                                    pretrained_tokenizer, pretrained_vocab, text_classifier_learner)
 
 # %% auto #0
-__all__ = ['DEMO_CONFIG', 'EXTEND_VOCAB', 'trec6', 'lm_learner', 'fine_tune_lm', 'train_classifier', 'ulmfit_stages',
-           'wiki_sample', 'demo']
+__all__ = ['DEMO_CONFIG', 'EXTEND_VOCAB', 'RECIPE_STEPS', 'trec6', 'lm_learner', 'fine_tune_lm', 'train_classifier',
+           'ulmfit_stages', 'wiki_sample', 'demo']
 
 # %% ../nbs/33_recipe.ipynb #09ad0beb
 def trec6(split: str = 'train') -> pd.DataFrame:
@@ -77,25 +81,37 @@ def lm_learner(texts, path, pretrained=None, config: dict | None = None, drop_mu
                                 metrics=[accuracy, Perplexity()], path=path, device=device)
     return _add_clip(_with_precision(lm, amp), clip)
 
+def _fit_step(learn: Learner, schedule: str, name: str, n_epoch: int, lr, cbs=None,
+              checkpoint_minutes: float | None = 30., resume: bool = False) -> None:
+    """One fit of the recipe, checkpointed as `name` after every epoch and every `checkpoint_minutes` within one;
+    with `resume` and that checkpoint there, the fit goes on from it (a finished fit is only loaded)."""
+    resume_from = name if resume and learn._file(name).exists() else None
+    if resume_from: print(f'{name}: resuming from {learn._file(name)}')
+    _fit_fn(learn, schedule)(n_epoch, lr, cbs=[*listify(cbs), CheckpointCallback(name, every_minutes=checkpoint_minutes)],
+                             resume=resume_from)
+
 def fine_tune_lm(lm: LMLearner, epochs: int, lr: float, pretrained: bool, discr: bool = True,
-                 schedule: str = 'stlr') -> LMLearner:
-    "Stage 2: a `pretrained` model trains its embedding for an epoch, then all layers (`discr` lrs); a new one all at once."
-    fit = _fit_fn(lm, schedule)
+                 schedule: str = 'stlr', checkpoint_minutes: float | None = 30., resume: bool = False) -> LMLearner:
+    """Stage 2: a `pretrained` model trains its embedding for an epoch, then all layers (`discr` lrs); a new one all at
+    once. Each fit is checkpointed (`_fit_step`); `resume` goes on from the checkpoints in `lm.path`."""
+    step = partial(_fit_step, lm, schedule, checkpoint_minutes=checkpoint_minutes, resume=resume)
     if pretrained:
         lm.freeze()
-        fit(1, lr)
+        step('stage2_frozen', 1, lr)
         lm.unfreeze()
-        fit(epochs, _lrs(lr, len(lm.layer_groups), discr))
-    else: fit(epochs, lr)
+        step('stage2', epochs, _lrs(lr, len(lm.layer_groups), discr))
+    else: step('stage2', epochs, lr)
     return lm
 
 def train_classifier(df: pd.DataFrame, lm: LMLearner, path, text_col: str = 'text', label_col: str = 'label',
                      epochs: int = 6, lr: float = 2e-2, drop_mult: float = 0.5, bs: int = 32, valid_pct: float = 0.1,
                      valid_col: str | None = None, seed: int = 42, device=None, cbs=None, discr: bool = True,
                      schedule: str = 'stlr', gradual: bool = True, amp: str | None = None, clip: float | None = None,
-                     cache_dir=None, extend_from=None) -> TextLearner:
+                     cache_dir=None, extend_from=None, checkpoint_minutes: float | None = 30.,
+                     resume: bool = False) -> TextLearner:
     """Stage 3: a classifier on `lm`'s encoder: `gradual` unfreezing at `lr`/2, then `epochs` of all layers (`cbs` in
-    that fit); `extend_from`, a pretrained model: its vocabulary added to the language model's, with its vectors."""
+    that fit); `extend_from`, a pretrained model: its vocabulary added to the language model's, with its vectors.
+    Each fit is checkpointed (`_fit_step`); `resume` goes on from the checkpoints in `path`."""
     _check_schedule(schedule)
     _check_clip(clip)
     lm.save_encoder('encoder')
@@ -109,10 +125,44 @@ def train_classifier(df: pd.DataFrame, lm: LMLearner, path, text_col: str = 'tex
     learn.load_encoder('encoder', pretrained=extend_from)
     _add_clip(_with_precision(learn, amp), clip)
     n_groups = len(learn.layer_groups)
-    fit = _fit_fn(learn, schedule)
-    if gradual: fit(n_groups - 1, _lrs(lr / 2, n_groups, discr), cbs=GradualUnfreezing())
-    fit(epochs, _lrs(lr, n_groups, discr), cbs=cbs)
+    step = partial(_fit_step, learn, schedule, checkpoint_minutes=checkpoint_minutes, resume=resume)
+    if gradual: step('stage3_gradual', n_groups - 1, _lrs(lr / 2, n_groups, discr), cbs=GradualUnfreezing())
+    step('stage3', epochs, _lrs(lr, n_groups, discr), cbs=cbs)
     return learn
+
+RECIPE_STEPS = ('stage2_frozen', 'stage2', 'stage3_gradual', 'stage3')  # the recipe's fits: their checkpoints' names
+_SETTINGS = 'recipe.json'  # beside the checkpoints: the arguments they were written with
+
+def _fingerprint(*sequences) -> str:
+    "A sha256 of `sequences` (texts, labels...): the data a run's checkpoints belong to."
+    h = hashlib.sha256()
+    for values in sequences:
+        for v in values: h.update(str(v).encode('utf-8', 'surrogatepass') + b'\x00')
+        h.update(b'\x01')
+    return h.hexdigest()
+
+def _prepare_checkpoints(folder: Path, settings: dict, resume: bool) -> bool:
+    """Whether to resume from the checkpoints in `folder`: with `resume`, refuse those of a run with other `settings`;
+    without, delete them. Records `settings` beside them."""
+    settings = json.loads(json.dumps(settings, default=str))  # as it reads back: tuples become lists
+    file = folder / _SETTINGS
+    if resume and file.exists():
+        saved = json.loads(file.read_text(encoding='utf-8'))
+        diff = [f"{k}: {saved.get(k)!r} there, {settings.get(k)!r} here" for k in dict.fromkeys([*saved, *settings])
+                if saved.get(k) != settings.get(k)]
+        if diff:
+            raise ValueError(f"cannot resume from the checkpoints in {folder}: they belong to a run with other arguments "
+                             f"({'; '.join(diff)}). Run it again with the same ones, or start over with resume=False "
+                             "(--no-resume on the command line)")
+        return True
+    _forget_checkpoints(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(file, lambda f: f.write(json.dumps(settings, indent=1).encode('utf-8')))
+    return False
+
+def _forget_checkpoints(folder: Path) -> None:
+    "Delete the recipe's checkpoints in `folder` and the record of their arguments."
+    for name in (*[f'{s}.pth' for s in RECIPE_STEPS], _SETTINGS): (folder / name).unlink(missing_ok=True)
 
 def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str = 'label', extra_texts=(),
                   pretrained=None, config: dict | None = None, lm_epochs: int = 4, clas_epochs: int = 6,
@@ -120,12 +170,21 @@ def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str
                   seed: int = 42, device=None, backwards: bool = False, what: str = 'texts', cbs=None,
                   valid_col: str | None = None, discr: bool = True, schedule: str = 'stlr', gradual: bool = True,
                   lm_drop_mult: float = 0.3, clas_drop_mult: float = 0.5, amp: str | None = None,
-                  clip: float | None = None, vocab_from: str = 'train',
-                  extend_vocab: bool | str = False) -> tuple[LMLearner, TextLearner]:
-    "ULMFiT's fine-tuning stages, printing their tables: a language model on the texts and `extra_texts`, then a classifier."
+                  clip: float | None = None, vocab_from: str = 'train', extend_vocab: bool | str = False,
+                  checkpoint_minutes: float | None = 30., resume: bool = True) -> tuple[LMLearner, TextLearner]:
+    """ULMFiT's fine-tuning stages, printing their tables: a language model on the texts and `extra_texts`, then a
+    classifier. Checkpointed in `path/models` (every epoch and every `checkpoint_minutes`): called again after an
+    interruption with the same arguments, it goes on from the last checkpoint (`resume`), exactly."""
     _check_schedule(schedule)  # before an hour of language-model training
     _check_clip(clip)
     _check_extend_vocab(extend_vocab, pretrained)
+    settings = dict(text_col=text_col, label_col=label_col, pretrained=None if pretrained is None else str(pretrained),
+                    config=config, lm_epochs=lm_epochs, clas_epochs=clas_epochs, lm_lr=lm_lr, clas_lr=clas_lr, bs=bs,
+                    seq_len=seq_len, valid_pct=valid_pct, seed=seed, backwards=backwards, valid_col=valid_col,
+                    discr=discr, schedule=schedule, gradual=gradual, lm_drop_mult=lm_drop_mult,
+                    clas_drop_mult=clas_drop_mult, amp=amp, clip=clip, vocab_from=vocab_from, extend_vocab=extend_vocab,
+                    data=_fingerprint(*(df[c] for c in [text_col, label_col, *([valid_col] if valid_col else [])]),
+                                      extra_texts))
     print(f'\nStage 2: fine-tune a language model on the {what}')
     texts = [*df[text_col], *extra_texts]
     # with a validation column, the LM validates on the same documents as the classifier (never trains on them)
@@ -135,12 +194,16 @@ def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str
         lm = lm_learner(texts, path, pretrained, config, drop_mult=lm_drop_mult, bs=bs, seq_len=seq_len,
                         valid_pct=valid_pct, seed=seed, device=device, backwards=backwards, is_valid=is_valid, amp=amp,
                         clip=clip, cache_dir=cache, vocab_from=vocab_from, extend_vocab=extend_vocab)
-        fine_tune_lm(lm, lm_epochs, lm_lr, pretrained=pretrained is not None, discr=discr, schedule=schedule)
+        folder = Path(path) / 'models'  # after the loaders, which check their own arguments, and before any training
+        steps = dict(checkpoint_minutes=checkpoint_minutes, resume=_prepare_checkpoints(folder, settings, resume))
+        fine_tune_lm(lm, lm_epochs, lm_lr, pretrained=pretrained is not None, discr=discr, schedule=schedule, **steps)
         print('\nStage 3: a classifier on the fine-tuned encoder' + (', gradual unfreezing then all layers' if gradual else ''))
         learn = train_classifier(df, lm, path, text_col, label_col, clas_epochs, clas_lr, drop_mult=clas_drop_mult,
                                  bs=bs, valid_pct=valid_pct, valid_col=valid_col, seed=seed, device=device, cbs=cbs,
                                  discr=discr, schedule=schedule, gradual=gradual, amp=amp, clip=clip,
-                                 cache_dir=cache, extend_from=pretrained if extend_vocab == 'classifier' else None)
+                                 cache_dir=cache, extend_from=pretrained if extend_vocab == 'classifier' else None,
+                                 **steps)
+    _forget_checkpoints(folder)  # done: the models are in memory, and `export` writes them
     return lm, learn
 
 def wiki_sample() -> Path:
