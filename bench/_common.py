@@ -105,10 +105,11 @@ def add_recipe_args(p, clas_epochs, drop_mults, seed_help='the seed of the data 
     p.add_argument('--vocab-from', default='train', choices=['train', 'all'],  # ulmfit_learner.VOCAB_FROM
                    help="ours: the documents the vocabulary counts, the training ones or the validation ones too "
                         "(fastai's recipe always counts both)")
-    p.add_argument('--extend-vocab', nargs='?', const=True, default=False, choices=['classifier'],
-                   help="ours: add the pretrained models' vocabulary after the task's (their words missing from the "
-                        "training text keep their vectors), in both stages, or with 'classifier' in the classifier's "
-                        "only (ulmfit_learner.EXTEND_VOCAB)")
+    p.add_argument('--extend-vocab', nargs='?', const=True, default=None, choices=['classifier', 'off'],
+                   help="ours, with --pretrained: add the pretrained models' vocabulary after the task's (their words "
+                        "missing from the training text keep their vectors) in both stages, or with 'classifier' in "
+                        "the classifier's only (the library's default), or not at all with 'off' (the default before "
+                        "2026-12-07)")
     p.add_argument('--seed', type=int, default=42, help=seed_help)
     p.add_argument('--device', default=None)
     p.add_argument('--amp', default=None, choices=['bf16', 'fp16'])
@@ -131,7 +132,8 @@ def ours_by_direction(a, train, test, work, sizes, **stage_kwargs):
                                  lm_lr=a.lm_lr, clas_lr=a.clas_lr, bs=a.bs, seq_len=70, seed=a.seed, device=a.device,
                                  backwards=bwd, discr=a.discr, schedule=a.schedule, gradual=a.gradual,
                                  lm_drop_mult=a.lm_drop_mult, clas_drop_mult=a.clas_drop_mult, amp=a.amp, clip=a.clip,
-                                 vocab_from=a.vocab_from, extend_vocab=a.extend_vocab, **stage_kwargs)
+                                 vocab_from=a.vocab_from,
+                                 extend_vocab={'off': False}.get(a.extend_vocab, a.extend_vocab), **stage_kwargs)
         hist, acc = clas.recorder.values, clas.recorder.metric_names.index('accuracy')  # the last fit's epochs
         test_dl = clas.dls.test_dl(test.text, labels=test.label)
         probs, targs = clas.get_preds(dl=test_dl)

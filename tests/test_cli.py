@@ -422,15 +422,20 @@ def test_train_extend_vocab(data, pretrained, tmp_path):
     assert lm.dls.vocab == clas.dls.vocab == plain.extend(pre) and len(lm.dls.vocab) > len(plain)
 
 
-def test_train_extend_vocab_classifier(data, pretrained, tmp_path):
-    """--extend-vocab classifier: the language model keeps the task's vocabulary, the classifier's is it extended."""
+@pytest.mark.parametrize('flag', [[], ['--extend-vocab', 'classifier'], ['--extend-vocab', 'off']])
+def test_train_extend_vocab_classifier(data, pretrained, tmp_path, flag):
+    """--extend-vocab classifier, the default with --pretrained: the language model keeps the task's vocabulary, the
+    classifier's is it extended; 'off': the classifier keeps the language model's."""
     status, out, err = run('train', data / 'train.csv', '--out', tmp_path / 'run', '--pretrained', pretrained[0],
-                           '--extend-vocab', 'classifier', '--lm-epochs', '1', '--clas-epochs', '1', *FAST)
+                           *flag, '--lm-epochs', '1', '--clas-epochs', '1', *FAST)
     assert status == 0, err
     lm, clas = (load_learner(tmp_path / 'run' / part, device='cpu') for part in ('lm', 'classifier'))
     pre = pretrained_vocab(pretrained[0])
-    assert clas.dls.vocab == lm.dls.vocab.extend(pre) and any(t not in lm.dls.vocab for t in pre)
-    assert f'tokens added take the vectors of the pretrained model {pretrained[0]}' in out
+    assert any(t not in lm.dls.vocab for t in pre)
+    if flag[1:] == ['off']: assert clas.dls.vocab == lm.dls.vocab and 'tokens added' not in out
+    else:
+        assert clas.dls.vocab == lm.dls.vocab.extend(pre)
+        assert f'tokens added take the vectors of the pretrained model {pretrained[0]}' in out
 
 
 def test_finetune_lm_extend_vocab(data, pretrained, tmp_path):

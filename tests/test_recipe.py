@@ -104,6 +104,16 @@ def test_extend_vocab_classifier_extends_the_classifier_vocabulary_only(question
     assert both_lm.dls.vocab == both.dls.vocab == clas.dls.vocab
 
 
+def test_the_classifier_vocabulary_is_extended_by_default_with_a_pretrained_model(questions, pretrained, tmp_path):
+    "extend_vocab's default: 'classifier' with a pretrained model, nothing without one; False keeps the task's."
+    lm, clas = stages(questions, tmp_path / 'default', pretrained=pretrained)
+    assert clas.dls.vocab == lm.dls.vocab.extend(pretrained_vocab(pretrained)) and len(clas.dls.vocab) > len(lm.dls.vocab)
+    lm, clas = stages(questions, tmp_path / 'off', pretrained=pretrained, extend_vocab=False)
+    assert clas.dls.vocab is lm.dls.vocab
+    lm, clas = stages(questions, tmp_path / 'new')
+    assert clas.dls.vocab is lm.dls.vocab
+
+
 def test_unknown_extend_vocab_is_refused_before_training(questions, pretrained, tmp_path, capsys):
     with pytest.raises(ValueError, match=r"extend_vocab='lm': use True .*'classifier'"):
         stages(questions, tmp_path, pretrained=pretrained, extend_vocab='lm')

@@ -33,8 +33,8 @@ from .text.data import VOCAB_FROM
 from .ulmfit import LMLearner, TextLearner, load_learner
 
 # %% auto #0
-__all__ = ['RUN_PARTS', 'PRETRAINED_HELP', 'read_csv', 'read_texts', 'model_folder', 'prediction_rows', 'write_rows',
-           'UsageError', 'cmd_demo', 'cmd_pretrain', 'cmd_finetune_lm', 'cmd_train', 'cmd_predict',
+__all__ = ['RUN_PARTS', 'EXTEND_CHOICES', 'PRETRAINED_HELP', 'read_csv', 'read_texts', 'model_folder', 'prediction_rows',
+           'write_rows', 'UsageError', 'cmd_demo', 'cmd_pretrain', 'cmd_finetune_lm', 'cmd_train', 'cmd_predict',
            'evaluate_classifier', 'evaluate_lm', 'cmd_evaluate', 'cmd_export', 'make_parser', 'main']
 
 # %% ../nbs/35_cli.ipynb #72b3704b
@@ -192,7 +192,7 @@ def cmd_train(args) -> int:
                               args.clas_epochs, args.lm_lr, args.clas_lr, args.bs, args.seq_len, args.valid_pct,
                               args.seed, args.device, args.backwards, what=what, cbs=[best], discr=args.discr,
                               schedule=args.schedule, gradual=args.gradual, amp=precision, clip=args.clip,
-                              vocab_from=args.vocab_from, extend_vocab=args.extend_vocab,
+                              vocab_from=args.vocab_from, extend_vocab=EXTEND_CHOICES.get(args.extend_vocab),
                               checkpoint_minutes=args.checkpoint_minutes, resume=args.resume)
     learn.export(run / 'classifier')
     lm.export(run / 'lm')
@@ -382,18 +382,21 @@ def _add_resume(p, where: str, work_dir: str | None = None) -> None:
     p.add_argument('--no-resume', dest='resume', action='store_false',
                    help=f"start over even if {where} holds checkpoints of an interrupted run")
 
-def _add_extend_vocab(p, classifier: bool = False) -> None:
-    "--extend-vocab; with `classifier`, `--extend-vocab classifier` too (the classifier's vocabulary only)."
-    how = dict(nargs='?', const=True, default=False, choices=['classifier']) if classifier else dict(action='store_true')
-    p.add_argument('--extend-vocab', **how,
-                   help="add the --pretrained model's vocabulary to the task's, so that the words it learned that the "
-                        "training texts lack keep their vectors instead of becoming xxunk" +
-                        ("; in both stages, or with 'classifier' in the classifier's only (the language model's "
-                         "softmax keeps the task's size: far less time)" if classifier else ''))
+EXTEND_CHOICES = {'both': True, 'classifier': 'classifier', 'off': False}  # train's --extend-vocab: the recipe's
+
+def _add_extend_vocab(p, stages: bool = False) -> None:
+    "--extend-vocab: for the language model; with `stages`, for the recipe's stages (`EXTEND_CHOICES`)."
+    what = ("add the --pretrained model's vocabulary to the task's, so that the words it learned that the training "
+            "texts lack keep their vectors instead of becoming xxunk")
+    if not stages: return p.add_argument('--extend-vocab', action='store_true', help=what)
+    p.add_argument('--extend-vocab', nargs='?', const='both', default=None, choices=list(EXTEND_CHOICES),
+                   help=f"{what}: in the classifier's vocabulary only ('classifier', the default with --pretrained: the "
+                        "language model's softmax keeps the task's size), in both stages (--extend-vocab alone: six "
+                        "times the time on a small task), or not at all ('off')")
 
 def _check_extend_vocab(args) -> None:
     "--extend-vocab needs --pretrained: refused before any data is read."
-    if args.extend_vocab and args.pretrained is None:
+    if args.extend_vocab not in (None, False, 'off') and args.pretrained is None:
         raise UsageError("--extend-vocab adds the pretrained model's vocabulary to the task's: give --pretrained too")
 
 def _add_optim(p) -> None:
@@ -501,7 +504,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument('--vocab-from', default='train', choices=VOCAB_FROM,
                    help="the texts whose tokens the vocabulary counts: the training ones, or the held-out ones too "
                         "(as fastai does; the validation accuracy is then a little optimistic) (default: %(default)s)")
-    _add_extend_vocab(p, classifier=True)
+    _add_extend_vocab(p, stages=True)
     _add_resume(p, 'RUN/models')
     _add_optim(p)
     g = p.add_argument_group("ablations (the paper's Tables 6 and 7): switch one of ULMFiT's techniques off")

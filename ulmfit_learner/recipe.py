@@ -52,14 +52,17 @@ def _lrs(lr: float, n_groups: int, discr: bool):
 
 EXTEND_VOCAB = (False, True, 'classifier')  # no extension, both stages, the classifier's vocabulary only
 
-def _check_extend_vocab(extend_vocab, pretrained) -> None:
-    "`extend_vocab` is one of `EXTEND_VOCAB` and needs a pretrained model: refused before any training."
+def _check_extend_vocab(extend_vocab, pretrained):
+    """`extend_vocab` checked (one of `EXTEND_VOCAB`, needing a pretrained model) before any training; None, the
+    default, is 'classifier' with a pretrained model and False without."""
+    if extend_vocab is None: return False if pretrained is None else 'classifier'
     if extend_vocab not in EXTEND_VOCAB:
         raise ValueError(f"extend_vocab={extend_vocab!r}: use True (the pretrained vocabulary added in both stages), "
                          "'classifier' (in the classifier's only) or False")
     if extend_vocab and pretrained is None:
         raise ValueError("extend_vocab adds a pretrained model's vocabulary to the task's: give the pretrained model "
                          "too (pretrained=..., or --pretrained), or leave extend_vocab off")
+    return extend_vocab
 
 def lm_learner(texts, path, pretrained=None, config: dict | None = None, drop_mult: float = 0.3, bs: int = 32,
                seq_len: int = 40, valid_pct: float = 0.1, seed: int = 42, device=None, is_valid=None,
@@ -67,7 +70,7 @@ def lm_learner(texts, path, pretrained=None, config: dict | None = None, drop_mu
                **loader_kwargs) -> LMLearner:
     "A language model's learner on `texts` (tokenized like the `pretrained` bundle, if any, its vocabulary added with `extend_vocab=True`), with accuracy and perplexity."
     _check_clip(clip)
-    _check_extend_vocab(extend_vocab, pretrained)
+    extend_vocab = _check_extend_vocab(extend_vocab, pretrained)
     backwards = loader_kwargs.get('backwards', False)
     tok = pretrained_tokenizer(pretrained, backwards) if pretrained is not None else None
     if extend_vocab and extend_vocab != 'classifier':  # 'classifier': the language model keeps the task's vocabulary
@@ -170,14 +173,14 @@ def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str
                   seed: int = 42, device=None, backwards: bool = False, what: str = 'texts', cbs=None,
                   valid_col: str | None = None, discr: bool = True, schedule: str = 'stlr', gradual: bool = True,
                   lm_drop_mult: float = 0.3, clas_drop_mult: float = 0.5, amp: str | None = None,
-                  clip: float | None = None, vocab_from: str = 'train', extend_vocab: bool | str = False,
+                  clip: float | None = None, vocab_from: str = 'train', extend_vocab: bool | str | None = None,
                   checkpoint_minutes: float | None = 30., resume: bool = True) -> tuple[LMLearner, TextLearner]:
     """ULMFiT's fine-tuning stages, printing their tables: a language model on the texts and `extra_texts`, then a
     classifier. Checkpointed in `path/models` (every epoch and every `checkpoint_minutes`): called again after an
     interruption with the same arguments, it goes on from the last checkpoint (`resume`), exactly."""
     _check_schedule(schedule)  # before an hour of language-model training
     _check_clip(clip)
-    _check_extend_vocab(extend_vocab, pretrained)
+    extend_vocab = _check_extend_vocab(extend_vocab, pretrained)
     settings = dict(text_col=text_col, label_col=label_col, pretrained=None if pretrained is None else str(pretrained),
                     config=config, lm_epochs=lm_epochs, clas_epochs=clas_epochs, lm_lr=lm_lr, clas_lr=clas_lr, bs=bs,
                     seq_len=seq_len, valid_pct=valid_pct, seed=seed, backwards=backwards, valid_col=valid_col,
