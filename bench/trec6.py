@@ -19,7 +19,7 @@ gives ours fastai's vocabulary: counted over the validation questions too, not t
 splits 0.6 points less validation error and 0.2 less test error; with a pretrained model 1.4 and 0.3 on five:
 BENCHMARKS.md). With `--pretrained`, ours adds the pretrained vocabulary after the classifier's, so that the
 pretrained words the training questions lack keep their vectors (the library's default, `--extend-vocab classifier`:
-on five splits 2.6 points less validation error and 2.3 less test error, for about 15% more time); `--extend-vocab`
+on five splits 2.6 points less validation error and 2.3 less test error, for about 8% more time); `--extend-vocab`
 alone adds it in both stages (no better, six times the CPU time), `--extend-vocab off` not at all (the default before
 2026-12-07, which the earlier pretrained rows of BENCHMARKS.md used).
 
