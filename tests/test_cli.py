@@ -146,7 +146,9 @@ def test_train_writes_a_run_folder(trained):
     assert acc == pytest.approx(float(last_row[3]), abs=1e-4), "the last epoch's accuracy"
     learn = load_learner(folder / 'classifier', device='cpu')
     assert learn.classes == ['ABBR', 'DESC', 'ENTY', 'HUM', 'LOC', 'NUM']
-    assert load_learner(folder / 'lm', device='cpu').dls.vocab.itos == learn.dls.vocab.itos, "one vocabulary"
+    lm_vocab = load_learner(folder / 'lm', device='cpu').dls.vocab
+    assert learn.dls.vocab == lm_vocab.extend(pretrained_vocab(folder.parent / 'pretrained')), \
+        "the language model's vocabulary, then the pretrained one's (--extend-vocab classifier, the default)"
 
 
 def test_a_run_folder_stands_for_its_models(trained):

@@ -145,7 +145,8 @@ def full_recipe(questions, path, pretrained, **kwargs):
 
 
 @pytest.fixture(scope='module')
-def uninterrupted(questions, pretrained, tmp_path_factory):
+def uninterrupted(questions, pretrained, tmp_path_factory, one_thread_module):
+    "The run never stopped, with one thread as the tests' runs (other thread counts round sums differently)."
     return full_recipe(questions, tmp_path_factory.mktemp('full'), pretrained)
 
 
