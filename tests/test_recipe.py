@@ -120,6 +120,19 @@ def test_unknown_extend_vocab_is_refused_before_training(questions, pretrained, 
     assert 'Stage 2' not in capsys.readouterr().out and not (tmp_path / 'models').exists()
 
 
+def test_a_missing_column_is_refused_before_training(questions, tmp_path, capsys):
+    "The label column is the classifier's, but its absence is found before the language model trains."
+    with pytest.raises(KeyError, match=r"column 'category' not found; the data has columns \['text', 'label'\]"):
+        stages(questions, tmp_path, label_col='category')
+    assert 'Stage 2' not in capsys.readouterr().out and not (tmp_path / 'models').exists()
+
+
+def test_extra_texts_may_be_a_generator(questions, tmp_path):
+    "Unlabelled texts for the language model, given as a generator: read once for the checkpoints' record, once to train."
+    lm, _ = stages(questions, tmp_path, extra_texts=(f'The zyzzyva number {i} .' for i in range(5)))
+    assert 'zyzzyva' in lm.dls.vocab
+
+
 def test_unknown_vocab_from_is_refused_before_training(questions, tmp_path):
     with pytest.raises(ValueError, match=r"vocab_from='valid'.*'train'.*'all'"):
         stages(questions, tmp_path, vocab_from='valid')

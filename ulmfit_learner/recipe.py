@@ -22,7 +22,7 @@ from .learner import Learner
 from .metrics import Perplexity, accuracy
 from .models.awdlstm import AWDLSTM
 from .pretrain import _add_clip, _check_clip, _check_schedule, _fit_fn, _set_precision, pretrain
-from .text.data import TextDataLoaders
+from .text.data import ColReader, TextDataLoaders
 from .ulmfit import (GradualUnfreezing, LMLearner, TextLearner, language_model_learner, model_sizes,
                                    pretrained_tokenizer, pretrained_vocab, text_classifier_learner)
 
@@ -181,6 +181,8 @@ def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str
     _check_schedule(schedule)  # before an hour of language-model training
     _check_clip(clip)
     extend_vocab = _check_extend_vocab(extend_vocab, pretrained)
+    ColReader([text_col, label_col, *([valid_col] if valid_col else [])])._check(df)  # the classifier's too, now
+    extra_texts = list(extra_texts)  # read twice: the fingerprint, the language model's texts
     settings = dict(text_col=text_col, label_col=label_col, pretrained=None if pretrained is None else str(pretrained),
                     config=config, lm_epochs=lm_epochs, clas_epochs=clas_epochs, lm_lr=lm_lr, clas_lr=clas_lr, bs=bs,
                     seq_len=seq_len, valid_pct=valid_pct, seed=seed, backwards=backwards, valid_col=valid_col,
