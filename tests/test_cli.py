@@ -504,7 +504,7 @@ def test_an_interrupted_run_goes_on_from_its_last_checkpoint(command, data, tmp_
     full, cut = (read_bundle(tmp_path / run_ / part).state for run_ in ('full', 'cut'))
     assert full.keys() == cut.keys() and all(torch.equal(full[k], cut[k]) for k in full)
     left = tmp_path / 'cut' / 'models' if command == 'train' else tmp_path / 'cut.work'
-    assert not any((left / f'{s}.pth').exists() for s in RECIPE_STEPS) and not (left / 'recipe.json').exists()
+    assert not any((left / f'{s}.pth').exists() for s in RECIPE_STEPS) and not (left / 'checkpoints.json').exists()
     if command == 'finetune-lm': assert not left.exists(), 'the work folder goes with its checkpoints'
 
 

@@ -146,9 +146,20 @@ def test_float16_on_a_cpu_is_refused_before_any_work(corpus, tmp_path):
 
 
 def test_pretrain_refuses_to_resume_another_run(corpus, tmp_path):
+    """A checkpoint of a call with other arguments or another corpus is refused, naming the difference, rather than
+    trained on with the new ones; resume=False starts over."""
     pretrain(corpus, tmp_path / 'lm', **dict(ARGS, epochs=1))
-    with pytest.raises(ValueError, match='cannot resume.*resume=False'): pretrain(corpus, tmp_path / 'lm', **ARGS)
+    with pytest.raises(ValueError, match=r'cannot resume.*\(epochs: 1 there, 2 here\).*resume=False'):
+        pretrain(corpus, tmp_path / 'lm', **ARGS)
+    with pytest.raises(ValueError, match=r'cannot resume.*\(lr: 0.01 there, 0.02 here\)'):
+        pretrain(corpus, tmp_path / 'lm', **dict(ARGS, epochs=1, lr=2e-2))  # the same number of batches, another lr
+    other = tmp_path / 'other.txt'
+    other.write_text(corpus.read_text(encoding='utf-8').lower(), encoding='utf-8')
+    with pytest.raises(ValueError, match=r"cannot resume.*data: '[0-9a-f]{64}' there"):
+        pretrain(other, tmp_path / 'lm', **dict(ARGS, epochs=1))
     pretrain(corpus, tmp_path / 'lm', resume=False, **ARGS)  # starting over is allowed
+    record = json.loads((tmp_path / 'lm.work' / 'models' / 'checkpoints.json').read_text(encoding='utf-8'))
+    assert record['epochs'] == 2 and record['lr'] == 1e-2
 
 
 def test_pretrain_bad_input(tmp_path, corpus):

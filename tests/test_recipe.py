@@ -173,20 +173,20 @@ def test_the_recipe_resumes_exactly_after_a_crash(questions, pretrained, uninter
         crash_at(m, step, epoch, batch)
         with pytest.raises(CallbackError, match='power cut'): full_recipe(questions, tmp_path, pretrained)
     models = tmp_path / 'models'
-    assert (models / 'recipe.json').exists()
+    assert (models / 'checkpoints.json').exists()
     assert (models / f'{step}.pth').exists() == (batch > 0), 'a checkpoint before every batch but the first'
     lm, clas = full_recipe(questions, tmp_path, pretrained)
     for ours, theirs in zip((lm, clas), uninterrupted):
         for k, v in theirs.model.state_dict().items(): assert torch.equal(ours.model.state_dict()[k], v), k
         assert [r[:-1] for r in ours.recorder.values] == [r[:-1] for r in theirs.recorder.values], 'all but the time'
-    assert not any((models / f'{s}.pth').exists() for s in RECIPE_STEPS) and not (models / 'recipe.json').exists()
+    assert not any((models / f'{s}.pth').exists() for s in RECIPE_STEPS) and not (models / 'checkpoints.json').exists()
 
 
 def test_checkpoints_of_another_run_are_refused(questions, pretrained, tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         crash_at(m, 'stage2', 0, 2)
         with pytest.raises(CallbackError, match='power cut'): full_recipe(questions, tmp_path, pretrained)
-    saved = json.loads((tmp_path / 'models' / 'recipe.json').read_text())
+    saved = json.loads((tmp_path / 'models' / 'checkpoints.json').read_text())
     assert saved['clas_lr'] == 2e-2 and len(saved['data']) == 64
     with pytest.raises(ValueError, match=r"other arguments \(clas_epochs: 2 there, 3 here\).*resume=False"):
         full_recipe(questions, tmp_path, pretrained, clas_epochs=3)

@@ -25,9 +25,9 @@ from .interpret import ClassificationInterpretation
 from .learner import Learner
 from .metrics import Perplexity, accuracy, as_metric
 from .pretrained import pretrained_path
-from .pretrain import SCHEDULES, MissingColumn, _describe, _resolve_precision, pretrain, read_corpus, read_lines
-from .recipe import (DEMO_CONFIG, _fingerprint, _forget_checkpoints, _prepare_checkpoints, demo, fine_tune_lm,
-                                   lm_learner, trec6, ulmfit_stages)
+from .pretrain import (SCHEDULES, MissingColumn, _describe, _fingerprint, _forget_checkpoints,
+                                     _prepare_checkpoints, _resolve_precision, pretrain, read_corpus, read_lines)
+from .recipe import DEMO_CONFIG, RECIPE_STEPS, demo, fine_tune_lm, lm_learner, trec6, ulmfit_stages
 from .text.data import VOCAB_FROM
 from .ulmfit import LMLearner, TextLearner, load_learner
 
@@ -161,11 +161,11 @@ def cmd_finetune_lm(args) -> int:
                     amp=precision, clip=args.clip, extend_vocab=args.extend_vocab)
     # the checkpoints belong to these arguments and texts: a later call with others starts over or is refused
     settings = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS} | {'data': _fingerprint(texts)}
-    resume = _prepare_checkpoints(work / 'models', settings, args.resume)
+    resume = _prepare_checkpoints(work / 'models', RECIPE_STEPS, settings, args.resume)
     fine_tune_lm(lm, args.epochs, args.lr, pretrained=pretrained is not None, schedule=args.schedule,
                  checkpoint_minutes=args.checkpoint_minutes, resume=resume)
     lm.export(out)
-    _forget_checkpoints(work / 'models')
+    _forget_checkpoints(work / 'models', RECIPE_STEPS)
     with contextlib.suppress(OSError): (work / 'models').rmdir(); work.rmdir()  # only if nothing else is there
     print(f"\nvalidation perplexity: {_final(lm, 'perplexity'):.2f}\nlanguage model written to {out}")
     return 0

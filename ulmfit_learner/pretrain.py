@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import io
+import json
 import lzma
 import re
 import time
@@ -22,7 +24,7 @@ import torch
 
 from .bundle import check_writable
 from .callbacks import CheckpointCallback, CSVLogger, GradientClip, ProgressCallback
-from .core import default_device, set_seed
+from .core import atomic_write, default_device, set_seed
 from .metrics import Perplexity, accuracy
 from .models.awdlstm import AWDLSTM
 from .text.data import TextDataLoaders, get_text_files, read_text_file
@@ -136,6 +138,39 @@ def _add_clip(learn, clip: float | None):
     if clip is not None: learn.add_cb(GradientClip(clip))
     return learn
 
+_RECORD = 'checkpoints.json'  # beside checkpoints: the arguments and data they were written with
+
+def _fingerprint(*sequences) -> str:
+    "A sha256 of `sequences` (texts, labels...): the data a run's checkpoints belong to."
+    h = hashlib.sha256()
+    for values in sequences:
+        for v in values: h.update(str(v).encode('utf-8', 'surrogatepass') + b'\x00')
+        h.update(b'\x01')
+    return h.hexdigest()
+
+def _prepare_checkpoints(folder: Path, names, settings: dict, resume: bool) -> bool:
+    """Whether to resume from the checkpoints `names` in `folder`: with `resume`, refuse those of a run with other
+    `settings` (arguments, and fingerprints of the data); without, delete them. Records `settings` beside them."""
+    settings = json.loads(json.dumps(settings, default=str))  # as it reads back: tuples become lists
+    file = folder / _RECORD
+    if resume and file.exists():
+        saved = json.loads(file.read_text(encoding='utf-8'))
+        diff = [f"{k}: {saved.get(k)!r} there, {settings.get(k)!r} here" for k in dict.fromkeys([*saved, *settings])
+                if saved.get(k) != settings.get(k)]
+        if diff:
+            raise ValueError(f"cannot resume from the checkpoints in {folder}: they belong to a run with other arguments "
+                             f"({'; '.join(diff)}). Run it again with the same ones, or start over with resume=False "
+                             "(--no-resume on the command line)")
+        return True
+    _forget_checkpoints(folder, names)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(file, lambda f: f.write(json.dumps(settings, indent=1).encode('utf-8')))
+    return False
+
+def _forget_checkpoints(folder: Path, names) -> None:
+    "Delete the checkpoints `names` in `folder` and the record of their arguments."
+    for name in (*[f'{n}.pth' for n in names], _RECORD): (folder / name).unlink(missing_ok=True)
+
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
     buf = io.BytesIO()
@@ -182,6 +217,10 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
                                   n_workers=n_workers, cache_dir=work / 'tokens', vary_seq_len=True, progress=progress,
                                   device=device)
     n_docs, n_valid_docs = int((~df.is_valid).sum()), int(df.is_valid.sum())
+    # what the checkpoints belong to: a call with other arguments or data is refused rather than mixed in
+    settings = dict(config=config, drop_mult=drop_mult, epochs=epochs, lr=lr, schedule=schedule, bs=bs, seq_len=seq_len,
+                    backwards=backwards, seed=seed, clip=clip, mixed_precision=_resolve_precision(mixed_precision, device),
+                    data=_fingerprint(df.text, df.is_valid), vocab=_fingerprint(dls.vocab.itos))
     del df
     learn = language_model_learner(dls, AWDLSTM, config=config, drop_mult=drop_mult, metrics=[accuracy, Perplexity()],
                                    path=work, device=device)
@@ -189,17 +228,11 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
     _add_clip(learn, clip)
     precision = _set_precision(learn, mixed_precision)
     checkpoint = learn._file('pretrain')
+    resume = _prepare_checkpoints(checkpoint.parent, ['pretrain'], settings, resume)
     resume_from = 'pretrain' if resume and checkpoint.exists() else None
     if resume_from: print(f'pretrain: resuming from {checkpoint}')
-    fit = _fit_fn(learn, schedule)
-    try:
-        fit(epochs, lr, cbs=[CheckpointCallback('pretrain', every_minutes=checkpoint_minutes), CSVLogger('history.csv'),
-                             *(cbs or [])], resume=resume_from)
-    except ValueError as e:
-        if resume_from and 'cannot resume' in str(e):
-            raise ValueError(f"{e}. The checkpoint in {work} is from a run with other arguments: pass resume=False "
-                             f"(--no-resume) to start over, or delete {work}") from e
-        raise
+    _fit_fn(learn, schedule)(epochs, lr, cbs=[CheckpointCallback('pretrain', every_minutes=checkpoint_minutes),
+                                              CSVLogger('history.csv'), *(cbs or [])], resume=resume_from)
     history = learn.recorder.history
     summary = {'corpus': source or _describe(corpus, max_docs),
                'valid': None if valid is None else valid_source or _describe(valid), 'documents': n_docs,

@@ -7,8 +7,6 @@ Docs: https://ulmfit-learner.github.io/ulmfit_learner/recipe.html.md"""
 # %% ../nbs/33_recipe.ipynb #9754ad3f
 from __future__ import annotations
 
-import hashlib
-import json
 import tempfile
 from functools import partial
 from importlib.resources import files
@@ -17,11 +15,12 @@ from pathlib import Path
 import pandas as pd
 
 from .callbacks import CheckpointCallback
-from .core import atomic_write, default_device, listify, set_seed
+from .core import default_device, listify, set_seed
 from .learner import Learner
 from .metrics import Perplexity, accuracy
 from .models.awdlstm import AWDLSTM
-from .pretrain import _add_clip, _check_clip, _check_schedule, _fit_fn, _set_precision, pretrain
+from .pretrain import (_add_clip, _check_clip, _check_schedule, _fingerprint, _fit_fn, _forget_checkpoints,
+                                     _prepare_checkpoints, _set_precision, pretrain)
 from .text.data import ColReader, TextDataLoaders
 from .ulmfit import (GradualUnfreezing, LMLearner, TextLearner, language_model_learner, model_sizes,
                                    pretrained_tokenizer, pretrained_vocab, text_classifier_learner)
@@ -134,39 +133,6 @@ def train_classifier(df: pd.DataFrame, lm: LMLearner, path, text_col: str = 'tex
     return learn
 
 RECIPE_STEPS = ('stage2_frozen', 'stage2', 'stage3_gradual', 'stage3')  # the recipe's fits: their checkpoints' names
-_SETTINGS = 'recipe.json'  # beside the checkpoints: the arguments they were written with
-
-def _fingerprint(*sequences) -> str:
-    "A sha256 of `sequences` (texts, labels...): the data a run's checkpoints belong to."
-    h = hashlib.sha256()
-    for values in sequences:
-        for v in values: h.update(str(v).encode('utf-8', 'surrogatepass') + b'\x00')
-        h.update(b'\x01')
-    return h.hexdigest()
-
-def _prepare_checkpoints(folder: Path, settings: dict, resume: bool) -> bool:
-    """Whether to resume from the checkpoints in `folder`: with `resume`, refuse those of a run with other `settings`;
-    without, delete them. Records `settings` beside them."""
-    settings = json.loads(json.dumps(settings, default=str))  # as it reads back: tuples become lists
-    file = folder / _SETTINGS
-    if resume and file.exists():
-        saved = json.loads(file.read_text(encoding='utf-8'))
-        diff = [f"{k}: {saved.get(k)!r} there, {settings.get(k)!r} here" for k in dict.fromkeys([*saved, *settings])
-                if saved.get(k) != settings.get(k)]
-        if diff:
-            raise ValueError(f"cannot resume from the checkpoints in {folder}: they belong to a run with other arguments "
-                             f"({'; '.join(diff)}). Run it again with the same ones, or start over with resume=False "
-                             "(--no-resume on the command line)")
-        return True
-    _forget_checkpoints(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(file, lambda f: f.write(json.dumps(settings, indent=1).encode('utf-8')))
-    return False
-
-def _forget_checkpoints(folder: Path) -> None:
-    "Delete the recipe's checkpoints in `folder` and the record of their arguments."
-    for name in (*[f'{s}.pth' for s in RECIPE_STEPS], _SETTINGS): (folder / name).unlink(missing_ok=True)
-
 def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str = 'label', extra_texts=(),
                   pretrained=None, config: dict | None = None, lm_epochs: int = 4, clas_epochs: int = 6,
                   lm_lr: float = 1e-2, clas_lr: float = 2e-2, bs: int = 32, seq_len: int = 40, valid_pct: float = 0.1,
@@ -200,7 +166,8 @@ def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str
                         valid_pct=valid_pct, seed=seed, device=device, backwards=backwards, is_valid=is_valid, amp=amp,
                         clip=clip, cache_dir=cache, vocab_from=vocab_from, extend_vocab=extend_vocab)
         folder = Path(path) / 'models'  # after the loaders, which check their own arguments, and before any training
-        steps = dict(checkpoint_minutes=checkpoint_minutes, resume=_prepare_checkpoints(folder, settings, resume))
+        steps = dict(checkpoint_minutes=checkpoint_minutes,
+                     resume=_prepare_checkpoints(folder, RECIPE_STEPS, settings, resume))
         fine_tune_lm(lm, lm_epochs, lm_lr, pretrained=pretrained is not None, discr=discr, schedule=schedule, **steps)
         print('\nStage 3: a classifier on the fine-tuned encoder' + (', gradual unfreezing then all layers' if gradual else ''))
         learn = train_classifier(df, lm, path, text_col, label_col, clas_epochs, clas_lr, drop_mult=clas_drop_mult,
@@ -208,7 +175,7 @@ def ulmfit_stages(df: pd.DataFrame, path, text_col: str = 'text', label_col: str
                                  discr=discr, schedule=schedule, gradual=gradual, amp=amp, clip=clip,
                                  cache_dir=cache, extend_from=pretrained if extend_vocab == 'classifier' else None,
                                  **steps)
-    _forget_checkpoints(folder)  # done: the models are in memory, and `export` writes them
+    _forget_checkpoints(folder, RECIPE_STEPS)  # done: the models are in memory, and `export` writes them
     return lm, learn
 
 def wiki_sample() -> Path:
