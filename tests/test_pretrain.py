@@ -162,6 +162,22 @@ def test_pretrain_refuses_to_resume_another_run(corpus, tmp_path):
     assert record['epochs'] == 2 and record['lr'] == 1e-2
 
 
+def test_a_checkpoint_without_a_record_still_resumes(corpus, tmp_path, capsys):
+    "A checkpoint written before the library kept a record of the arguments resumes as it did then, and gets one."
+    class PowerCut(Callback):
+        def after_batch(self, learn):
+            if learn.training and learn.epoch == 1 and learn.iter == 3: raise RuntimeError('power cut')
+    args = dict(ARGS, checkpoint_minutes=0)
+    full = pretrain(corpus, tmp_path / 'full', **args)
+    with pytest.raises(CallbackError, match='power cut'): pretrain(corpus, tmp_path / 'a', cbs=[PowerCut()], **args)
+    (tmp_path / 'a.work' / 'models' / 'checkpoints.json').unlink()
+    capsys.readouterr()
+    resumed = pretrain(corpus, tmp_path / 'a', **args)
+    assert 'pretrain: resuming from' in capsys.readouterr().out, 'not started over
+    for k, v in full.model.state_dict().items(): assert torch.equal(v, resumed.model.state_dict()[k]), k
+    assert (tmp_path / 'a.work' / 'models' / 'checkpoints.json').exists()
+
+
 def test_pretrain_bad_input(tmp_path, corpus):
     (tmp_path / 'empty.txt').write_text('\n\n', encoding='utf-8')
     with pytest.raises(ValueError, match='has no text'): pretrain(tmp_path / 'empty.txt', tmp_path / 'x', **ARGS)

@@ -162,10 +162,12 @@ def _prepare_checkpoints(folder: Path, names, settings: dict, resume: bool) -> b
                              f"({'; '.join(diff)}). Run it again with the same ones, or start over with resume=False "
                              "(--no-resume on the command line)")
         return True
-    _forget_checkpoints(folder, names)
+    # checkpoints without a record were written by a version that kept none: resumed, checked by `fit` alone
+    legacy = resume and any((folder / f'{n}.pth').exists() for n in names)
+    if not legacy: _forget_checkpoints(folder, names)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(file, lambda f: f.write(json.dumps(settings, indent=1).encode('utf-8')))
-    return False
+    return legacy
 
 def _forget_checkpoints(folder: Path, names) -> None:
     "Delete the checkpoints `names` in `folder` and the record of their arguments."
