@@ -173,7 +173,7 @@ def test_a_checkpoint_without_a_record_still_resumes(corpus, tmp_path, capsys):
     (tmp_path / 'a.work' / 'models' / 'checkpoints.json').unlink()
     capsys.readouterr()
     resumed = pretrain(corpus, tmp_path / 'a', **args)
-    assert 'pretrain: resuming from' in capsys.readouterr().out, 'not started over
+    assert 'pretrain: resuming from' in capsys.readouterr().out, 'not started over'
     for k, v in full.model.state_dict().items(): assert torch.equal(v, resumed.model.state_dict()[k]), k
     assert (tmp_path / 'a.work' / 'models' / 'checkpoints.json').exists()
 
