@@ -403,6 +403,9 @@ def main():
     if any('tflops' in r for r in doc['results']):
         print()
         print(flops_table(doc['results'], doc['matmul_peak']))
+    failed = [f"{r['impl']} {r['task']}" for r in doc['results'] if 'error' in r]
+    if failed:  # the tables above show what ran; a run missing a half is no comparison, and says so by its exit code
+        sys.exit(f"failed: {', '.join(failed)} (their errors above)")
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 """The ULMFiT benchmark scripts run end to end at a tiny size (ours only, no timing asserted): a renamed option, a
 broken import or a changed result format shows here, not an hour into a full-size run."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -98,6 +99,18 @@ def test_throughput_bench_counts_the_language_models_flops(tmp_path):
         assert r['tflops'] == pytest.approx(3 * r['lm_fwd_flops_per_token'] * r['tokens_per_s'] / 1e12)
         assert 'share_of_matmul_peak' not in r
     assert '| ours | enc | cpu/none | 40.5 | 100% |' in out
+
+
+def test_throughput_bench_fails_when_a_half_fails(tmp_path):
+    "A Python without fastai as --fastai-python: ours is measured and tabled, and the run exits non-zero naming fastai's half."
+    if importlib.util.find_spec('fastai'): pytest.skip('needs a Python without fastai: this one has it')
+    p = subprocess.run([sys.executable, str(BENCH / 'awdlstm_throughput.py'), '--tasks', 'enc', '--vocab', '100', '--bs', '2',
+                        '--seq-len', '8', '--warmup', '1', '--batches', '1', '--fastai-python', sys.executable,
+                        '--json-out', str(tmp_path / 'r.json')], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, OMP_NUM_THREADS='1'), cwd=tmp_path)
+    results = json.loads((tmp_path / 'r.json').read_text())['results']
+    assert p.returncode == 1 and 'failed: fastai enc' in p.stderr
+    assert [r['impl'] for r in results] == ['ours', 'fastai'] and 'tokens_per_s' in results[0] and 'error' in results[1]
 
 
 def test_matmul_peak_gives_a_rate_and_shares_of_it():

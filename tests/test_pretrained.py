@@ -285,7 +285,7 @@ def test_language_model_learner_loads_a_bundle_by_url(lm, dls, bundle, serve, ca
             else torch.equal(got, v), k
 
 
-def test_a_task_vocab_extended_by_the_pretrained_one_keeps_every_pretrained_vector(lm, bundle):
+def test_a_task_vocab_extended_by_the_pretrained_one_keeps_every_pretrained_vector(lm, bundle, capsys):
     """Loaders built with `extra_vocab=pretrained_vocab(bundle)`: the task's tokens keep their ids, every pretrained
     token has a row, and each row (embedding and decoder bias) is the pretrained model's, task word or not."""
     with files('ulmfit_learner').joinpath('data', 'trec6.csv').open('r', encoding='utf-8') as f:
@@ -296,9 +296,18 @@ def test_a_task_vocab_extended_by_the_pretrained_one_keeps_every_pretrained_vect
     assert pre == lm.dls.vocab
     ext = TextDataLoaders.from_df(other, **kw, extra_vocab=pre)
     assert ext.vocab == plain.vocab.extend(pre) and len(ext.vocab) > len(plain.vocab)
+    capsys.readouterr()
     narrow = language_model_learner(plain, AWD_LSTM, pretrained=bundle, device='cpu')
+    printed = capsys.readouterr().out
+    assert "task's own" not in printed, 'nothing added, nothing to say apart'
     learn = language_model_learner(ext, AWD_LSTM, pretrained=bundle, device='cpu')
     assert learn.pretrained_coverage > narrow.pretrained_coverage
+    # the coverage counts the added tokens; the task's own vocabulary's is printed apart, and is the narrow one's
+    n_own = sum(t != 'xxfake' for t in plain.vocab.itos)
+    n_found = round(narrow.pretrained_coverage * n_own)
+    assert len(ext.extra_tokens) == sum(t != 'xxfake' for t in ext.vocab.itos) - n_own > 0
+    assert (f"of the task's own {n_own:,} tokens, {n_found:,} ({n_found / n_own:.1%}); the other "
+            f"{len(ext.extra_tokens):,} were added by extra_vocab") in capsys.readouterr().out
     old, new = read_bundle(bundle).state, learn.model.state_dict()
     for tok, i in pre.stoi.items():
         if tok == 'xxfake': continue

@@ -325,6 +325,13 @@ def _load_pretrained(learn: 'LMLearner', bundle: Bundle) -> float:
     n_real = sum(t != FAKE_TOKEN for t in new_itos)
     print(f"pretrained model {bundle.path}: {n_found:,} of the {n_real:,} tokens of this vocabulary ({n_found / n_real:.1%}) "
           "have pretrained vectors; the others start at their mean")
+    added = set(learn.dls.extra_tokens)
+    if added:  # the coverage above counts the tokens extra_vocab added: say what the task's own vocabulary got
+        known = set(old_itos)
+        own = [t for t in new_itos if t != FAKE_TOKEN and t not in added]
+        n_own = sum(t in known for t in own)
+        print(f"  of the task's own {len(own):,} tokens, {n_own:,} ({n_own / max(len(own), 1):.1%}); "
+              f"the other {len(added):,} were added by extra_vocab")
     return n_found / n_real
 
 def _added_rows(weights: dict, n_kept: int, dls, pretrained, config: dict) -> dict:

@@ -19,7 +19,7 @@ from ..core import DataLoaders, peek_batch, show_frame
 from .loaders import LMDataLoader, SortedDataLoader
 from .tokenize import Tokenizer, join_fields, tokenize_texts
 from .tokenize import _is_missing as _missing  # NaN, None, pandas' NA: one definition
-from .vocab import Vocab
+from .vocab import FAKE_TOKEN, Vocab
 
 # %% auto #0
 __all__ = ['VOCAB_FROM', 'ColReader', 'parent_label', 'get_text_files', 'read_text_file', 'RandomSplitter', 'ColSplitter',
@@ -375,6 +375,7 @@ class DataBlock:
             counted = train if tb.vocab_from == 'train' else np.concatenate([train, valid])
             vocab = Vocab.from_counts(corpus.tokens, _split_counts(corpus, counted), min_freq=tb.min_freq,
                                       max_vocab=tb.max_vocab)
+        own = vocab
         if tb.extra_vocab is not None: vocab = vocab.extend(tb.extra_vocab)
         ids = vocab.remap(corpus.tokens)[corpus.ids]
         # 7. loaders
@@ -383,6 +384,7 @@ class DataBlock:
                                      val_bs=val_bs, seed=seed, device=device)
         dls.path = Path(path)
         dls.train_idx, dls.valid_idx = keep[train], keep[valid]  # positions in the source, whatever was dropped
+        dls.extra_tokens = [t for t in vocab.itos if t not in own.stoi and t != FAKE_TOKEN]  # what extra_vocab added
         return dls
 
 # %% ../../nbs/13_text_data.ipynb #1d733029
@@ -392,6 +394,7 @@ class TextDataLoaders(DataLoaders):
                  text_block: TextBlock | None = None, y_block=None, device=None):
         super().__init__(train, valid, device=device)
         self.vocab, self.classes, self.is_lm, self.text_block, self.y_block = vocab, classes, is_lm, text_block, y_block
+        self.extra_tokens: list[str] = []  # the tokens `extra_vocab` added to the task's vocabulary, in their order
 
     @property
     def tokenizer(self) -> Tokenizer: return self.text_block.tokenizer
