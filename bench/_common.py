@@ -60,6 +60,13 @@ def run_child(script, impl, python, child_args, prefix, failure):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def exit_if_failed(results, name):
+    """After the tables: exit non-zero, naming them (`name(r)`), if any of `results` failed (a run missing a half
+    is no comparison, and a script calling this one must see it)."""
+    failed = [name(r) for r in results if 'error' in r]
+    if failed: sys.exit(f"failed: {', '.join(failed)} (their errors above)")
+
+
 def fmt(v, nd=2):
     "A table cell: '-' for None, thousands separators, `nd` decimals for floats."
     if v is None: return '-'

@@ -73,8 +73,8 @@ tables; `--json-out FILE` writes everything as one JSON document (rewritten afte
 """
 import argparse, json, sys, time
 
-from _common import (cur_rss_mb as _cur_rss_mb, fmt, loadavg as _loadavg, machine_facts, md_table, rss_mb as _rss_mb,
-                     run_child as run_in_child)
+from _common import (cur_rss_mb as _cur_rss_mb, exit_if_failed, fmt, loadavg as _loadavg, machine_facts, md_table,
+                     rss_mb as _rss_mb, run_child as run_in_child)
 
 TASKS = ('lm', 'clas', 'enc')
 DEFAULT_TASKS = ('lm', 'clas')
@@ -403,9 +403,7 @@ def main():
     if any('tflops' in r for r in doc['results']):
         print()
         print(flops_table(doc['results'], doc['matmul_peak']))
-    failed = [f"{r['impl']} {r['task']}" for r in doc['results'] if 'error' in r]
-    if failed:  # the tables above show what ran; a run missing a half is no comparison, and says so by its exit code
-        sys.exit(f"failed: {', '.join(failed)} (their errors above)")
+    exit_if_failed(doc['results'], lambda r: f"{r['impl']} {r['task']}")
 
 
 if __name__ == '__main__':

@@ -47,7 +47,7 @@ cut off still leaves its finished stages there).
 """
 import argparse, gc, json, os, resource, sys, time
 
-from _common import cur_rss_mb as _cur_rss_mb, fmt as _f, loadavg as _loadavg, machine_facts, md_table, rss_mb as _rss_mb, run_child
+from _common import cur_rss_mb as _cur_rss_mb, exit_if_failed, fmt as _f, loadavg as _loadavg, machine_facts, md_table, rss_mb as _rss_mb, run_child
 
 DATA = '/work/shared/data/imdb'
 SPLITS = ('train', 'test', 'unsup')
@@ -267,6 +267,7 @@ def main():
     if args.fastai_python:
         print()
         print(ratios(doc['results']))
+    exit_if_failed(doc['results'], lambda r: f"{r['impl']} {r['stage']}")
 
 
 if __name__ == '__main__':

@@ -45,7 +45,7 @@ validation questions one run's error moves by about 1.5 points from split to spl
 import argparse, json, os, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import SIZES, add_recipe_args, fmt, machine_facts, md_table, ours_by_direction, run_child  # noqa: E402
+from _common import SIZES, add_recipe_args, exit_if_failed, fmt, machine_facts, md_table, ours_by_direction, run_child  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data', 'trec')
 
@@ -199,6 +199,7 @@ def main():
                 with open(a.json_out, 'w') as f: json.dump(results, f, indent=1)
     print(md_table(['impl', 'model', 'seed', 'valid error %', 'best epoch valid error %', 'test error %',
                     'LM + classifier s', 'process s'], rows + mean_rows(results['runs']), n_text=3))
+    exit_if_failed(results['runs'], lambda r: f"{r['impl']} seed {r['seed']}")
 
 
 if __name__ == '__main__':
