@@ -27,7 +27,7 @@ from .metrics import Perplexity, accuracy, as_metric
 from .pretrained import pretrained_path
 from .pretrain import (SCHEDULES, MissingColumn, _describe, _fingerprint, _forget_checkpoints,
                                      _prepare_checkpoints, _resolve_precision, pretrain, read_corpus, read_lines)
-from .recipe import DEMO_CONFIG, RECIPE_STEPS, demo, fine_tune_lm, lm_learner, trec6, ulmfit_stages
+from .recipe import DEMO_CONFIG, RECIPE_STEPS, demo, fine_tune_lm, lm_learner, ulmfit_stages
 from .text.data import VOCAB_FROM
 from .ulmfit import LMLearner, TextLearner, load_learner
 
