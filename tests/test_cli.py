@@ -2,6 +2,7 @@
 each subcommand's --help, and bad input (one line on stderr, a non-zero exit status)."""
 import contextlib
 import io
+import importlib
 import json
 import math
 import shutil
@@ -14,7 +15,8 @@ import pytest
 import torch
 
 from ulmfit_learner import CheckpointCallback, load_learner, pretrained_vocab, read_bundle
-from ulmfit_learner import recipe
+# the module where the fits get their CheckpointCallback (`ulmfit_learner.pretrain` is also the name of a function)
+fits = importlib.import_module('ulmfit_learner.pretrain')
 from ulmfit_learner.cli import main, model_folder, read_texts
 from ulmfit_learner.recipe import RECIPE_STEPS, trec6
 
@@ -481,7 +483,7 @@ def interrupt_at(monkeypatch, step: str, epoch: int, batch: int) -> None:
         def after_batch(self, learn):
             if self.fname == step and learn.training and learn.epoch == epoch and learn.iter == batch:
                 raise KeyboardInterrupt
-    monkeypatch.setattr(recipe, 'CheckpointCallback', Interrupting)
+    monkeypatch.setattr(fits, 'CheckpointCallback', Interrupting)
 
 
 RESUMABLE = {'train': (['--lm-epochs', '2', '--clas-epochs', '2'], 'stage3', 'classifier'),

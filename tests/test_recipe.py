@@ -1,5 +1,6 @@
 """The recipe's stages (`ulmfit_stages`, the code of `ulmfit train`): its schedules, its checkpoints and exact resume
 after a crash, on a tiny model and 400 questions."""
+import importlib
 import json
 
 import pytest
@@ -7,7 +8,8 @@ import torch
 
 from ulmfit_learner import (CallbackError, CheckpointCallback, GradientClip, lm_learner, one_cycle_lr, one_cycle_mom,
                             pretrained_vocab, sched_stlr, set_seed, ulmfit_stages)
-from ulmfit_learner import recipe
+# the module where the fits get their CheckpointCallback (`ulmfit_learner.pretrain` is also the name of a function)
+fits = importlib.import_module('ulmfit_learner.pretrain')
 from ulmfit_learner.recipe import RECIPE_STEPS, trec6
 
 TINY = dict(emb_sz=16, n_hid=32, n_layers=1)
@@ -146,7 +148,7 @@ def crash_at(monkeypatch, step: str, epoch: int, batch: int) -> None:
         def after_batch(self, learn):
             if self.fname == step and learn.training and learn.epoch == epoch and learn.iter == batch:
                 raise RuntimeError('power cut')
-    monkeypatch.setattr(recipe, 'CheckpointCallback', Crashing)
+    monkeypatch.setattr(fits, 'CheckpointCallback', Crashing)
 
 
 def full_recipe(questions, path, pretrained, **kwargs):

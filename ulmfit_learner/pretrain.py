@@ -24,7 +24,7 @@ import torch
 
 from .bundle import check_writable
 from .callbacks import CheckpointCallback, CSVLogger, GradientClip, ProgressCallback
-from .core import atomic_write, default_device, set_seed
+from .core import atomic_write, default_device, listify, set_seed
 from .metrics import Perplexity, accuracy
 from .models.awdlstm import AWDLSTM
 from .text.data import TextDataLoaders, get_text_files, read_text_file
@@ -173,6 +173,16 @@ def _forget_checkpoints(folder: Path, names) -> None:
     "Delete the checkpoints `names` in `folder` and the record of their arguments."
     for name in (*[f'{n}.pth' for n in names], _RECORD): (folder / name).unlink(missing_ok=True)
 
+def _fit_step(learn, schedule: str, name: str, n_epoch: int, lr, cbs=None,
+              checkpoint_minutes: float | None = 30., resume: bool = False) -> None:
+    """One fit (pretraining, or a fit of the recipe), checkpointed as `name` after every epoch and every
+    `checkpoint_minutes` within one; with `resume` and that checkpoint there, the fit goes on from it (a finished fit
+    is only loaded)."""
+    resume_from = name if resume and learn._file(name).exists() else None
+    if resume_from: print(f'{name}: resuming from {learn._file(name)}')
+    _fit_fn(learn, schedule)(n_epoch, lr, cbs=[*listify(cbs), CheckpointCallback(name, every_minutes=checkpoint_minutes)],
+                             resume=resume_from)
+
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
     buf = io.BytesIO()
@@ -229,12 +239,9 @@ def pretrain(corpus, out, valid=None, valid_pct: float = 0.02, text_col: str = '
     if not progress: learn.remove_cb(ProgressCallback)
     _add_clip(learn, clip)
     precision = _set_precision(learn, mixed_precision)
-    checkpoint = learn._file('pretrain')
-    resume = _prepare_checkpoints(checkpoint.parent, ['pretrain'], settings, resume)
-    resume_from = 'pretrain' if resume and checkpoint.exists() else None
-    if resume_from: print(f'pretrain: resuming from {checkpoint}')
-    _fit_fn(learn, schedule)(epochs, lr, cbs=[CheckpointCallback('pretrain', every_minutes=checkpoint_minutes),
-                                              CSVLogger('history.csv'), *(cbs or [])], resume=resume_from)
+    resume = _prepare_checkpoints(learn._file('pretrain').parent, ['pretrain'], settings, resume)
+    _fit_step(learn, schedule, 'pretrain', epochs, lr, cbs=[CSVLogger('history.csv'), *listify(cbs)],
+              checkpoint_minutes=checkpoint_minutes, resume=resume)
     history = learn.recorder.history
     summary = {'corpus': source or _describe(corpus, max_docs),
                'valid': None if valid is None else valid_source or _describe(valid), 'documents': n_docs,

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .callbacks import CheckpointCallback
-from .core import default_device, listify, set_seed
+from .core import default_device, set_seed
 from .learner import Learner
 from .metrics import Perplexity, accuracy
 from .models.awdlstm import AWDLSTM
-from .pretrain import (_add_clip, _check_clip, _check_schedule, _fingerprint, _fit_fn, _forget_checkpoints,
+from .pretrain import (_add_clip, _check_clip, _check_schedule, _fingerprint, _fit_step, _forget_checkpoints,
                                      _prepare_checkpoints, _set_precision, pretrain)
 from .text.data import ColReader, TextDataLoaders
 from .ulmfit import (GradualUnfreezing, LMLearner, TextLearner, language_model_learner, model_sizes,
@@ -82,15 +81,6 @@ def lm_learner(texts, path, pretrained=None, config: dict | None = None, drop_mu
     lm = language_model_learner(dls, AWDLSTM, config=config, drop_mult=drop_mult, pretrained=pretrained,
                                 metrics=[accuracy, Perplexity()], path=path, device=device)
     return _add_clip(_with_precision(lm, amp), clip)
-
-def _fit_step(learn: Learner, schedule: str, name: str, n_epoch: int, lr, cbs=None,
-              checkpoint_minutes: float | None = 30., resume: bool = False) -> None:
-    """One fit of the recipe, checkpointed as `name` after every epoch and every `checkpoint_minutes` within one;
-    with `resume` and that checkpoint there, the fit goes on from it (a finished fit is only loaded)."""
-    resume_from = name if resume and learn._file(name).exists() else None
-    if resume_from: print(f'{name}: resuming from {learn._file(name)}')
-    _fit_fn(learn, schedule)(n_epoch, lr, cbs=[*listify(cbs), CheckpointCallback(name, every_minutes=checkpoint_minutes)],
-                             resume=resume_from)
 
 def fine_tune_lm(lm: LMLearner, epochs: int, lr: float, pretrained: bool, discr: bool = True,
                  schedule: str = 'stlr', checkpoint_minutes: float | None = 30., resume: bool = False) -> LMLearner:
